@@ -1,0 +1,62 @@
+// repo/backend/backend.h: where repository files live. Opaque named files; knows nothing of packs,
+// keys or snapshots. Implementations are safe for concurrent use.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/bytes.h"
+#include "base/status.h"
+
+namespace fsb::repo {
+
+// restic-repo-format.md §1: the kinds of repository files.
+enum class FileType { kConfig, kKey, kPack, kIndex, kSnapshot, kLock };
+std::string_view FileTypeName(FileType t);  // "config", "key", "data", "index", "snapshot", "lock"
+
+struct Handle {
+  FileType type = FileType::kConfig;
+  std::string name;  // 64 lowercase hex, or "config"
+
+  static Handle Config() { return {FileType::kConfig, "config"}; }
+  // Relative path in the default layout: "config", "keys/<id>", "data/ab/<id>", "index/<id>", ...
+  std::string Path() const;
+  bool operator==(const Handle&) const = default;
+};
+
+struct FileInfo {
+  std::string name;
+  uint64_t size = 0;
+};
+
+struct BackendProperties {
+  int max_connections = 2;  // concurrent requests worth issuing
+  bool local = true;        // true when reads are cheap (no per-request latency)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // A human-readable location for messages ("/srv/repo", "s3:host/bucket/prefix"); no secrets.
+  virtual std::string Location() const = 0;
+  // Atomic and durable on return: readers see all of `data` or nothing. An existing file of the
+  // same name is replaced (names are content hashes, so the content is the same; the repository
+  // layer guards `config`). `data` lives for the call; retries resend it.
+  virtual Status Save(const Handle& h, ByteView data) = 0;
+  // `length` 0 reads to the end. kNotFound if absent, kCorruption if shorter than asked.
+  virtual Result<Bytes> Load(const Handle& h, uint64_t offset, uint64_t length) = 0;
+  virtual Result<uint64_t> Size(const Handle& h) = 0;
+  // Calls fn for each file of `type` whose name is 64 hex digits (others are ignored, as restic
+  // does); a non-OK return from fn stops the listing and is returned. Order unspecified.
+  virtual Status List(FileType type, const std::function<Status(const FileInfo&)>& fn) = 0;
+  // kNotFound if absent.
+  virtual Status Remove(const Handle& h) = 0;
+  // Creates the layout for a new repository (directories, where the backend has them).
+  virtual Status Create() = 0;
+  virtual BackendProperties Properties() const = 0;
+};
+
+}  // namespace fsb::repo

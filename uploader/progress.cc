@@ -1,0 +1,1 @@
+#include "uploader/progress.h"
