@@ -1,0 +1,27 @@
+// cli/snapshot_json.h: snapshot listing helpers shared by snapshots, ls and backup.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repo/node.h"
+#include "repo/repository.h"
+
+namespace fsb::cli {
+
+struct SnapshotWithId {
+  repo::Id id;
+  repo::Snapshot snapshot;
+};
+
+// Every snapshot, oldest first; unreadable ones are warned about and skipped.
+Result<std::vector<SnapshotWithId>> LoadSnapshots(repo::Repository& r);
+// restic's `snapshots --json` object: the snapshot's fields plus "id" and "short_id".
+std::string SnapshotJson(const SnapshotWithId& s, const char* struct_type = nullptr);
+// True when the snapshot has every tag of one of the filters ("a,b" means a and b).
+bool MatchesTags(const repo::Snapshot& s, const std::vector<std::string>& filters);
+// "2006-01-02 15:04:05" in the snapshot's zone.
+std::string HumanTime(const repo::Timestamp& t);
+
+}  // namespace fsb::cli

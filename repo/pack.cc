@@ -1,0 +1,159 @@
+#include "repo/pack.h"
+
+#include <fmt/format.h>
+
+#include "repo/backend/backend.h"
+
+namespace fsb::repo {
+
+std::string_view BlobTypeName(BlobType t) { return t == BlobType::kTree ? "tree" : "data"; }
+
+Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t repo_version,
+                 CompressionMode mode, uint32_t* uncompressed_length) {
+  FSB_CHECK(!plain.empty());  // restic never writes empty blobs (§6)
+  bool compress = repo_version >= 2 && (type == BlobType::kTree || mode != CompressionMode::kOff);
+  if (!compress) {
+    *uncompressed_length = 0;
+    return Seal(key, plain);
+  }
+  *uncompressed_length = static_cast<uint32_t>(plain.size());
+  Bytes frame = ZstdCompress(plain, mode == CompressionMode::kOff ? CompressionMode::kAuto : mode);
+  return Seal(key, frame);
+}
+
+Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored) {
+  auto name = [&] { return fmt::format("{} blob {}", BlobTypeName(blob.type), blob.id.Short()); };
+  Result<Bytes> opened = Open(key, stored);
+  if (!opened.ok()) return opened.status().WithContext(name());
+  Bytes plain;
+  if (blob.uncompressed_length != 0) {
+    Result<Bytes> d = ZstdDecompressExact(*opened, blob.uncompressed_length);
+    if (!d.ok()) return d.status().WithContext(name());
+    plain = std::move(*d);
+  } else {
+    plain = std::move(*opened);
+  }
+  if (Id::Hash(plain) != blob.id) {
+    return Status::Corruption(name() + ": content does not match its id");
+  }
+  return plain;
+}
+
+void PackBuilder::Add(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length) {
+  PackedBlob b;
+  b.type = type;
+  b.id = id;
+  b.offset = static_cast<uint32_t>(data_.size());
+  b.length = static_cast<uint32_t>(stored.size());
+  b.uncompressed_length = uncompressed_length;
+  blobs_.push_back(b);
+  Append(data_, stored);
+}
+
+uint64_t PackBuilder::header_size() const {
+  uint64_t n = 0;
+  for (const auto& b : blobs_) n += b.uncompressed_length ? kCompressedEntrySize : kPlainEntrySize;
+  return n;
+}
+
+Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) {
+  Bytes header;
+  header.reserve(header_size());
+  for (const auto& b : blobs_) {
+    // §7.1: type byte 0/1 plain, 2/3 zstd.
+    uint8_t t = static_cast<uint8_t>(b.type) + (b.uncompressed_length ? 2 : 0);
+    header.push_back(t);
+    AppendLE32(header, b.length);
+    if (b.uncompressed_length) AppendLE32(header, b.uncompressed_length);
+    header.insert(header.end(), b.id.bytes.begin(), b.id.bytes.end());
+  }
+  Bytes pack = std::move(data_);
+  size_t before = pack.size();
+  SealAppend(key, header, pack);
+  AppendLE32(pack, static_cast<uint32_t>(pack.size() - before));
+  *blobs = std::move(blobs_);
+  data_ = Bytes();
+  blobs_.clear();
+  return pack;
+}
+
+Result<std::vector<PackedBlob>> ParsePackHeader(const CryptoKey& key, const Id& pack_id,
+                                                uint64_t pack_size, ByteView tail,
+                                                uint32_t repo_version, uint64_t* need_bytes) {
+  auto corrupt = [&](const std::string& what) {
+    return Status::Corruption(fmt::format("pack {}: {}", pack_id.Short(), what));
+  };
+  *need_bytes = 0;
+  if (pack_size < kMinPackSize) {
+    return corrupt(fmt::format("size {} below minimum {}", pack_size, kMinPackSize));
+  }
+  if (tail.size() < 4 || tail.size() > pack_size) return corrupt("bad tail");
+  const uint32_t header_len = DecodeLE32(tail.data() + tail.size() - 4);
+  if (header_len < kCryptoOverhead + kPlainEntrySize || header_len > pack_size - 4 ||
+      header_len > kMaxHeaderSize) {
+    return corrupt(fmt::format("invalid header length {}", header_len));
+  }
+  if (uint64_t(header_len) + 4 > tail.size()) {
+    *need_bytes = uint64_t(header_len) + 4;
+    return std::vector<PackedBlob>{};
+  }
+  ByteView sealed = tail.subspan(tail.size() - 4 - header_len, header_len);
+  Result<Bytes> header = Open(key, sealed);
+  if (!header.ok()) return header.status().WithContext(fmt::format("pack {} header", pack_id.Short()));
+  std::vector<PackedBlob> blobs;
+  const uint64_t data_end = pack_size - 4 - header_len;
+  uint64_t offset = 0;
+  const Bytes& h = *header;
+  size_t pos = 0;
+  while (pos < h.size()) {
+    uint8_t t = h[pos];
+    if (t > 3) return corrupt(fmt::format("unknown blob type {} in header", t));
+    if (t >= 2 && repo_version < 2) return corrupt("compressed blob in a version 1 repository");
+    size_t entry = t >= 2 ? kCompressedEntrySize : kPlainEntrySize;
+    if (pos + entry > h.size()) return corrupt("truncated header entry");
+    PackedBlob b;
+    b.type = (t & 1) ? BlobType::kTree : BlobType::kData;
+    b.length = DecodeLE32(&h[pos + 1]);
+    size_t id_pos = pos + 5;
+    if (t >= 2) {
+      b.uncompressed_length = DecodeLE32(&h[pos + 5]);
+      id_pos += 4;
+    }
+    std::copy(h.begin() + id_pos, h.begin() + id_pos + 32, b.id.bytes.begin());
+    b.offset = static_cast<uint32_t>(offset);
+    offset += b.length;
+    if (b.length < kCryptoOverhead || offset > data_end) {
+      return corrupt(fmt::format("blob {} exceeds the pack", b.id.Short()));
+    }
+    blobs.push_back(b);
+    pos += entry;
+  }
+  if (blobs.empty()) return corrupt("empty header");
+  if (offset != data_end) {
+    return corrupt(fmt::format("{} unlisted bytes before the header", data_end - offset));
+  }
+  return blobs;
+}
+
+Result<std::vector<PackedBlob>> ReadPackHeader(Backend& backend, const CryptoKey& key,
+                                               const Id& pack_id, uint64_t pack_size,
+                                               uint32_t repo_version) {
+  Handle h{FileType::kPack, pack_id.Hex()};
+  if (pack_size < kMinPackSize) {
+    return Status::Corruption(
+        fmt::format("pack {}: size {} below minimum {}", pack_id.Short(), pack_size, kMinPackSize));
+  }
+  // Like restic: read enough for ~15 compressed entries eagerly, then the rest if needed.
+  uint64_t want = std::min<uint64_t>(pack_size, 15 * kCompressedEntrySize + kCryptoOverhead + 4);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    FSB_ASSIGN_OR_RETURN(Bytes tail, backend.Load(h, pack_size - want, want));
+    uint64_t need = 0;
+    FSB_ASSIGN_OR_RETURN(std::vector<PackedBlob> blobs,
+                         ParsePackHeader(key, pack_id, pack_size, tail, repo_version, &need));
+    if (need == 0) return blobs;
+    want = need;
+  }
+  return Status::Corruption(fmt::format("pack {}: header could not be read", pack_id.Short()));
+}
+
+}  // namespace fsb::repo

@@ -1,0 +1,81 @@
+// repo/pack.h: blobs and pack files (restic-repo-format.md §6, §7): encrypting a blob into its
+// stored form, assembling a pack, and reading a pack's header. Pure functions and a one-thread
+// PackBuilder.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "repo/compress.h"
+#include "repo/crypto.h"
+#include "repo/id.h"
+
+namespace fsb::repo {
+
+class Backend;
+
+enum class BlobType : uint8_t { kData = 0, kTree = 1 };
+std::string_view BlobTypeName(BlobType t);  // "data" / "tree"
+
+// §7.1 header entries: type 1 + length 4 + id 32, and with uncompressed length 4 more.
+inline constexpr size_t kPlainEntrySize = 1 + 4 + 32;
+inline constexpr size_t kCompressedEntrySize = 1 + 4 + 4 + 32;
+static_assert(kPlainEntrySize == 37);
+static_assert(kCompressedEntrySize == 41);
+// restic refuses pack headers above 16 MiB (§7.1).
+inline constexpr uint64_t kMaxHeaderSize = 16u << 20;
+// The smallest valid pack: one 1-byte blob sealed (33) + header with one entry sealed + 4.
+inline constexpr uint64_t kMinPackSize = (1 + kCryptoOverhead) + (kPlainEntrySize + kCryptoOverhead) + 4;
+
+// One blob's place in a pack.
+struct PackedBlob {
+  BlobType type = BlobType::kData;
+  Id id;
+  uint32_t offset = 0;
+  uint32_t length = 0;               // stored (sealed) length
+  uint32_t uncompressed_length = 0;  // 0: stored uncompressed
+  bool operator==(const PackedBlob&) const = default;
+};
+
+// The stored form of a blob: seal(zstd(plain)) or seal(plain). v2 trees are always compressed, v2
+// data unless mode is kOff, v1 never. Sets *uncompressed_length (0 when not compressed).
+Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t repo_version,
+                 CompressionMode mode, uint32_t* uncompressed_length);
+
+// Opens, decompresses and verifies a stored blob against `id`. kCorruption naming the blob on a MAC
+// failure, a bad frame, a size mismatch or a hash mismatch.
+Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored);
+
+// Builds one pack in memory. One thread.
+class PackBuilder {
+ public:
+  // Appends an already encoded blob.
+  void Add(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length);
+  // Bytes of blob data so far (restic finishes a pack when this reaches the target size, §7.3).
+  uint64_t data_size() const { return data_.size(); }
+  size_t count() const { return blobs_.size(); }
+  uint64_t header_size() const;  // plaintext header size so far
+  // Seals the header and returns the whole pack file; the builder is empty afterwards.
+  Bytes Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs);
+
+ private:
+  Bytes data_;
+  std::vector<PackedBlob> blobs_;
+};
+
+// Parses a pack's header from the last bytes of the pack. `tail` must be the last `tail.size()`
+// bytes of a pack of `pack_size` bytes. When the header does not fit in `tail`, returns an empty
+// vector and sets *need_bytes to the tail size to load instead (0 otherwise). kCorruption naming
+// the pack on any inconsistency (bad length, MAC, unknown type, unlisted bytes).
+Result<std::vector<PackedBlob>> ParsePackHeader(const CryptoKey& key, const Id& pack_id,
+                                                uint64_t pack_size, ByteView tail,
+                                                uint32_t repo_version, uint64_t* need_bytes);
+
+// Reads and parses the header of pack `pack_id` from the backend (one request in the common case).
+Result<std::vector<PackedBlob>> ReadPackHeader(Backend& backend, const CryptoKey& key,
+                                               const Id& pack_id, uint64_t pack_size,
+                                               uint32_t repo_version);
+
+}  // namespace fsb::repo

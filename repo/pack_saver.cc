@@ -1,0 +1,155 @@
+#include "repo/pack_saver.h"
+
+#include <fmt/format.h>
+
+namespace fsb::repo {
+
+PackSaver::PackSaver(Repository& repo, PackSaverOptions options)
+    : repo_(repo), options_(options) {
+  int n = options_.upload_threads > 0 ? options_.upload_threads
+                                      : repo_.backend().Properties().max_connections;
+  n = std::max(1, n);
+  for (int i = 0; i < n; i++) {
+    threads_.emplace_back([this](std::stop_token st) { UploadLoop(st); });
+  }
+}
+
+PackSaver::~PackSaver() {
+  for (auto& t : threads_) t.request_stop();
+  cv_.notify_all();
+  threads_.clear();
+}
+
+void PackSaver::SetError(const Status& s) {
+  if (error_.ok()) error_ = s;
+  cv_.notify_all();
+}
+
+Status PackSaver::Add(BlobType type, const Id& id, Bytes stored, uint32_t uncompressed_length,
+                      uint64_t plain_size) {
+  PendingPack ready;
+  bool have_ready = false;
+  {
+    std::lock_guard lock(build_mu_);
+    PackBuilder& b = builders_[static_cast<int>(type)];
+    b.Add(type, id, stored, uncompressed_length);
+    // §7.3: finish when blob data reaches the target, or the header would pass 16 MiB.
+    if (b.data_size() >= repo_.options().pack_size ||
+        b.header_size() + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead) {
+      ready.data = b.Finish(repo_.key(), &ready.blobs);
+      have_ready = true;
+    }
+  }
+  std::unique_lock lock(mu_);
+  stats_.blobs[static_cast<int>(type)]++;
+  stats_.plain_bytes += plain_size;
+  if (!have_ready) return error_;
+  cv_.wait(lock, [&] {
+    return !error_.ok() || queue_.size() < static_cast<size_t>(options_.max_queued_packs);
+  });
+  if (!error_.ok()) return error_;
+  queue_.push_back(std::move(ready));
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+Status PackSaver::UploadOne(PendingPack& p) {
+  Id id = Id::Hash(p.data);
+  if (options_.verify_before_upload) {
+    // Re-read what we are about to store: header, then every blob (restic ≥ 0.16.4 does the same).
+    uint64_t need = 0;
+    Result<std::vector<PackedBlob>> header =
+        ParsePackHeader(repo_.key(), id, p.data.size(), p.data, repo_.version(), &need);
+    if (!header.ok()) return header.status().WithContext("verify before upload");
+    if (*header != p.blobs) {
+      return Status::Internal(fmt::format("verify before upload: pack {} header mismatch", id.Short()));
+    }
+    for (const PackedBlob& b : p.blobs) {
+      Result<Bytes> plain = DecodeBlob(repo_.key(), b, ByteView(p.data).subspan(b.offset, b.length));
+      if (!plain.ok()) return plain.status().WithContext("verify before upload: pack " + id.Short());
+    }
+  }
+  Status s = repo_.backend().Save(Handle{FileType::kPack, id.Hex()}, p.data);
+  if (!s.ok()) return s.WithContext(fmt::format("save pack {}", id.Short()));
+  // Only now, with the pack durable, may anything refer to its blobs.
+  repo_.AddToIndex(id, p.blobs);
+  std::unique_lock lock(mu_);
+  stats_.packs++;
+  stats_.stored_bytes += p.data.size();
+  pending_index_blobs_ += p.blobs.size();
+  pending_index_.packs.push_back(IndexFile::Pack{id, std::move(p.blobs)});
+  return FlushIndexLocked(lock, false);
+}
+
+Status PackSaver::FlushIndexLocked(std::unique_lock<std::mutex>& lock, bool force) {
+  if (pending_index_.packs.empty()) return Status::Ok();
+  if (!force && pending_index_blobs_ < options_.index_max_blobs) return Status::Ok();
+  IndexFile f = std::move(pending_index_);
+  pending_index_ = IndexFile();
+  pending_index_blobs_ = 0;
+  lock.unlock();
+  Status s;
+  {
+    std::lock_guard wl(index_write_mu_);
+    std::string json = EncodeIndexFile(f);
+    Result<Id> id = repo_.SaveUnpacked(FileType::kIndex, AsBytes(json));
+    s = id.status();
+  }
+  lock.lock();
+  if (s.ok()) stats_.index_files++;
+  return s;
+}
+
+void PackSaver::UploadLoop(std::stop_token stop) {
+  for (;;) {
+    PendingPack p;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop.stop_requested() || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop requested and nothing left
+      if (!error_.ok()) {
+        queue_.clear();
+        cv_.notify_all();
+        continue;
+      }
+      p = std::move(queue_.front());
+      queue_.pop_front();
+      in_flight_++;
+      cv_.notify_all();
+    }
+    Status s = UploadOne(p);
+    std::lock_guard lock(mu_);
+    in_flight_--;
+    if (!s.ok()) SetError(s);
+    cv_.notify_all();
+  }
+}
+
+Status PackSaver::Finish() {
+  for (int t = 0; t < 2; t++) {
+    PendingPack ready;
+    {
+      std::lock_guard lock(build_mu_);
+      if (builders_[t].count() == 0) continue;
+      ready.data = builders_[t].Finish(repo_.key(), &ready.blobs);
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] {
+      return !error_.ok() || queue_.size() < static_cast<size_t>(options_.max_queued_packs);
+    });
+    if (!error_.ok()) return error_;
+    queue_.push_back(std::move(ready));
+    cv_.notify_all();
+  }
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !error_.ok() || (queue_.empty() && in_flight_ == 0); });
+  if (!error_.ok()) return error_;
+  return FlushIndexLocked(lock, true);
+}
+
+PackSaverStats PackSaver::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace fsb::repo

@@ -1,0 +1,88 @@
+// repo/pack_saver.h: turns encoded blobs into packs and uploads them, several at once, then
+// indexes them and writes index files — in restic's order: pack, then index, then (the caller's)
+// snapshot (restic-repo-format.md §7.3, §8.3, §13). Safe for concurrent use: any number of
+// workers call Add; uploads run on the saver's own threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/status.h"
+#include "repo/index.h"
+#include "repo/pack.h"
+#include "repo/repository.h"
+
+namespace fsb::repo {
+
+struct PackSaverOptions {
+  // Concurrent pack uploads; 0 takes the backend's max_connections.
+  int upload_threads = 0;
+  // Finished packs waiting for an uploader. Memory: (queue + uploads in flight + one open pack per
+  // blob type) × pack_size ≈ (2 + threads + 2) × 16 MiB ≈ 100 MiB at the defaults.
+  int max_queued_packs = 2;
+  // restic writes an index file once it holds this many blobs (v2: 150 000, §8.3).
+  size_t index_max_blobs = 150000;
+  // Re-open each pack's header and every blob before upload (cheap insurance, restic ≥ 0.16.4).
+  bool verify_before_upload = true;
+};
+
+struct PackSaverStats {
+  uint64_t packs = 0;
+  uint64_t blobs[2] = {0, 0};          // data, tree
+  uint64_t stored_bytes = 0;           // pack bytes written
+  uint64_t plain_bytes = 0;            // blob plaintext bytes added
+  uint64_t index_files = 0;
+};
+
+class PackSaver {
+ public:
+  PackSaver(Repository& repo, PackSaverOptions options = {});
+  // Stops the uploaders. Call Finish first for a clean end; without it, queued packs are dropped
+  // (an interrupted backup: only unreferenced data is left behind).
+  ~PackSaver();
+  PackSaver(const PackSaver&) = delete;
+  PackSaver& operator=(const PackSaver&) = delete;
+
+  // Adds an encoded blob (see EncodeBlob). Blocks while the upload queue is full (backpressure).
+  // Returns the first upload error if one happened.
+  Status Add(BlobType type, const Id& id, Bytes stored, uint32_t uncompressed_length,
+             uint64_t plain_size);
+  // Flushes the open packs, waits for every upload, writes the remaining index entries.
+  // After Finish returns OK every added blob is stored and indexed.
+  Status Finish();
+  PackSaverStats stats() const;
+
+ private:
+  struct PendingPack {
+    Bytes data;
+    std::vector<PackedBlob> blobs;
+  };
+  void UploadLoop(std::stop_token stop);
+  Status UploadOne(PendingPack& p);
+  Status FlushIndexLocked(std::unique_lock<std::mutex>& lock, bool force);
+  void SetError(const Status& s);
+
+  Repository& repo_;
+  PackSaverOptions options_;
+
+  std::mutex build_mu_;
+  PackBuilder builders_[2];  // guarded by build_mu_; data, tree
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<PendingPack> queue_;  // guarded by mu_
+  int in_flight_ = 0;              // guarded by mu_
+  Status error_;                   // guarded by mu_
+  IndexFile pending_index_;        // guarded by mu_
+  size_t pending_index_blobs_ = 0; // guarded by mu_
+  PackSaverStats stats_;           // guarded by mu_
+  std::mutex index_write_mu_;      // one index file written at a time
+  std::vector<std::jthread> threads_;
+};
+
+}  // namespace fsb::repo

@@ -1,0 +1,695 @@
+#include "uploader/backup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "base/fd.h"
+#include "base/log.h"
+#include "repo/chunker.h"
+#include "repo/pack_saver.h"
+#include "uploader/fs_meta.h"
+#include "uploader/pattern.h"
+
+namespace fsb::uploader {
+namespace {
+
+using repo::BlobType;
+using repo::Id;
+using repo::Node;
+using repo::NodeType;
+
+// A directory whose tree is being built. Children write their own slot of `nodes`; the thread
+// that drops `pending` to zero owns the state and finishes the tree.
+struct DirState {
+  DirState* parent = nullptr;
+  size_t index_in_parent = 0;
+  std::vector<Node> nodes;   // reserved up front: never reallocated while children run
+  std::vector<char> drop;    // 1: the child failed and is left out of the tree
+  std::atomic<int64_t> pending{1};  // children in flight + 1 for the walker's own listing
+  std::optional<Id> parent_subtree;  // the same directory's tree in the parent snapshot
+  std::string path;          // for messages
+};
+
+struct FileJob {
+  Fd fd;
+  DirState* dir = nullptr;
+  size_t index = 0;
+  std::string path;
+  uint64_t size = 0;
+};
+
+// A blocking queue of bounded size.
+template <typename T>
+class BoundedQueue {
+ public:
+  explicit BoundedQueue(size_t cap) : cap_(cap) {}
+  // Blocks while full; false if closed.
+  bool Push(T&& v) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return closed_ || q_.size() < cap_; });
+    if (closed_) return false;
+    q_.push_back(std::move(v));
+    cv_.notify_all();
+    return true;
+  }
+  // Blocks while empty; nullopt once closed and drained.
+  std::optional<T> Pop() {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return closed_ || !q_.empty(); });
+    if (q_.empty()) return std::nullopt;
+    T v = std::move(q_.front());
+    q_.pop_front();
+    cv_.notify_all();
+    return v;
+  }
+  void Close() {
+    std::lock_guard l(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<T> q_;  // guarded by mu_
+  size_t cap_;
+  bool closed_ = false;  // guarded by mu_
+};
+
+bool SameTime(const repo::Timestamp& a, const repo::Timestamp& b) {
+  return a.sec == b.sec && a.nsec == b.nsec;
+}
+
+// restic's rule (archiver.go, 0.14): unchanged when the parent node is a file with the same
+// size, mtime, ctime and inode.
+bool Unchanged(const Node& old, const Node& now) {
+  return old.type == NodeType::kFile && old.size == now.size && SameTime(old.mtime, now.mtime) &&
+         SameTime(old.ctime, now.ctime) && old.inode == now.inode;
+}
+
+const Node* FindByName(const std::vector<Node>& nodes, std::string_view name) {
+  auto it = std::lower_bound(nodes.begin(), nodes.end(), name,
+                             [](const Node& n, std::string_view v) { return n.name < v; });
+  if (it != nodes.end() && it->name == name) return &*it;
+  // Trees written by other tools may be unsorted: fall back to a scan.
+  for (const Node& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+std::string JoinPath(const std::string& dir, std::string_view name) {
+  if (dir.empty() || dir == "/") return dir + std::string(name);
+  return dir + "/" + std::string(name);
+}
+
+// The virtual top of the snapshot: targets and the directories leading to them.
+struct VNode {
+  std::string abs_path;
+  bool is_target = false;
+  std::map<std::string, VNode> children;  // sorted byte-wise, as trees are
+};
+
+class Backup {
+ public:
+  Backup(repo::Repository& repo, const BackupOptions& opts, Progress* progress)
+      : repo_(repo),
+        opts_(opts),
+        progress_(progress ? progress : &own_progress_),
+        saver_(repo),
+        queue_(static_cast<size_t>(std::max(1, opts.file_queue))),
+        tables_(repo::ChunkerTables::Get(repo::Polynomial(repo.config().chunker_polynomial))),
+        log_(GetLogger("uploader")) {}
+
+  Result<BackupSummary> Run();
+
+ private:
+  void Fail(const Status& s) {
+    std::lock_guard l(mu_);
+    if (error_.ok()) error_ = s;
+    failed_.store(true);
+  }
+  void RecordError(std::string msg) {
+    progress_->errors.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard l(mu_);
+    if (errors_.size() < 10) log_->warn("skipped unreadable entry err=\"{}\"", msg);
+    errors_.push_back(std::move(msg));
+  }
+  void Release(DirState* d);
+  void Complete(DirState* d);
+  Status WalkDir(int dfd, DirState* d);
+  Status AddEntry(int dfd, DirState* d, const std::string& name, const struct stat& st,
+                  const std::vector<Node>* parent_nodes);
+  Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
+  void WorkerLoop();
+  Status ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes);
+  Result<std::vector<Node>> LoadParentTree(const std::optional<Id>& id, const std::string& path);
+  std::optional<Id> ChooseParent(const std::vector<std::string>& abs_paths, const repo::Timestamp& now);
+
+  repo::Repository& repo_;
+  const BackupOptions& opts_;
+  Progress own_progress_;
+  Progress* progress_;
+  repo::PackSaver saver_;
+  BoundedQueue<FileJob> queue_;
+  std::shared_ptr<const repo::ChunkerTables> tables_;
+  std::shared_ptr<spdlog::logger> log_;
+  MetaOptions meta_opts_;
+
+  std::mutex mu_;
+  Status error_;                     // guarded by mu_
+  std::vector<std::string> errors_;  // guarded by mu_
+  std::atomic<bool> failed_{false};
+
+  std::mutex root_mu_;
+  std::condition_variable root_cv_;
+  std::optional<Id> root_id_;  // guarded by root_mu_
+  bool root_done_ = false;     // guarded by root_mu_
+
+  std::atomic<uint64_t> files_new_{0}, files_changed_{0}, files_unmodified_{0};
+  std::atomic<uint64_t> dirs_new_{0}, dirs_changed_{0}, dirs_unmodified_{0};
+  std::atomic<uint64_t> data_blobs_{0}, tree_blobs_{0}, data_added_{0};
+};
+
+void Backup::Release(DirState* d) {
+  if (d->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete(d);
+}
+
+void Backup::Complete(DirState* d) {
+  std::unique_ptr<DirState> owned(d);
+  std::vector<Node> kept;
+  kept.reserve(d->nodes.size());
+  for (size_t i = 0; i < d->nodes.size(); i++) {
+    if (!d->drop[i]) kept.push_back(std::move(d->nodes[i]));
+  }
+  Bytes tree = repo::EncodeTree(kept);
+  Id id = Id::Hash(tree);
+  if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id)) {
+    uint32_t ulen = 0;
+    Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kTree, tree, repo_.version(),
+                                    repo_.options().compression, &ulen);
+    Status s = saver_.Add(BlobType::kTree, id, std::move(stored), ulen, tree.size());
+    if (!s.ok()) Fail(s);
+    tree_blobs_++;
+  }
+  if (!d->parent_subtree) {
+    dirs_new_++;
+  } else if (*d->parent_subtree == id) {
+    dirs_unmodified_++;
+  } else {
+    dirs_changed_++;
+  }
+  if (d->parent) {
+    d->parent->nodes[d->index_in_parent].subtree = id;
+    Release(d->parent);
+  } else {
+    std::lock_guard l(root_mu_);
+    root_id_ = id;
+    root_done_ = true;
+    root_cv_.notify_all();
+  }
+}
+
+Result<std::vector<Node>> Backup::LoadParentTree(const std::optional<Id>& id,
+                                                 const std::string& path) {
+  if (!id) return std::vector<Node>{};
+  Result<std::vector<Node>> t = repo_.LoadTree(*id);
+  if (!t.ok()) {
+    log_->warn("parent tree unreadable, reading files again path={} err=\"{}\"", path,
+               t.status().ToString());
+    return std::vector<Node>{};
+  }
+  return t;
+}
+
+Status Backup::AddEntry(int dfd, DirState* d, const std::string& name, const struct stat& st,
+                        const std::vector<Node>* parent_nodes) {
+  const std::string path = JoinPath(d->path, name);
+  for (const auto& pattern : opts_.excludes) {
+    if (MatchExclude(pattern, path)) return Status::Ok();
+  }
+  Result<std::optional<Node>> made = NodeFromStat(dfd, name, st, meta_opts_);
+  if (!made.ok()) {
+    RecordError(made.status().WithContext(path).message());
+    return Status::Ok();
+  }
+  if (!made->has_value()) return Status::Ok();  // a socket: restic skips those silently
+  Node node = std::move(**made);
+  const Node* old = parent_nodes ? FindByName(*parent_nodes, name) : nullptr;
+  const size_t idx = d->nodes.size();
+  FSB_CHECK(idx < d->nodes.capacity());  // reserved: children hold indexes into it
+
+  if (node.type == NodeType::kDir) {
+    Fd sub(openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub.valid()) {
+      RecordError(Status::FromErrno(errno, "open directory", path).message());
+      return Status::Ok();
+    }
+    d->nodes.push_back(std::move(node));
+    d->drop.push_back(0);
+    auto* child = new DirState;
+    child->parent = d;
+    child->index_in_parent = idx;
+    child->path = path;
+    if (old && old->type == NodeType::kDir) child->parent_subtree = old->subtree;
+    d->pending.fetch_add(1, std::memory_order_relaxed);
+    return WalkDir(sub.get(), child);
+  }
+  if (node.type == NodeType::kFile) {
+    progress_->total_files.fetch_add(1, std::memory_order_relaxed);
+    progress_->total_bytes.fetch_add(node.size, std::memory_order_relaxed);
+    if (old && !opts_.no_parent && Unchanged(*old, node)) {
+      bool all_present = true;
+      for (const Id& c : old->content) {
+        if (!repo_.HasBlob(BlobType::kData, c)) {
+          all_present = false;
+          break;
+        }
+      }
+      if (all_present) {
+        node.content = old->content;
+        d->nodes.push_back(std::move(node));
+        d->drop.push_back(0);
+        files_unmodified_++;
+        progress_->files_done.fetch_add(1, std::memory_order_relaxed);
+        progress_->bytes_done.fetch_add(d->nodes.back().size, std::memory_order_relaxed);
+        return Status::Ok();
+      }
+    }
+    (old ? files_changed_ : files_new_)++;
+    Fd fd(openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid() && errno == EPERM) {
+      fd.Reset(openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    }
+    if (!fd.valid()) {
+      RecordError(Status::FromErrno(errno, "open", path).message());
+      return Status::Ok();
+    }
+    FileJob job;
+    job.fd = std::move(fd);
+    job.dir = d;
+    job.index = idx;
+    job.path = path;
+    job.size = node.size;
+    d->nodes.push_back(std::move(node));
+    d->drop.push_back(0);
+    d->pending.fetch_add(1, std::memory_order_relaxed);
+    if (!queue_.Push(std::move(job))) {
+      d->pending.fetch_sub(1, std::memory_order_relaxed);
+      return Status::Cancelled("backup stopped");
+    }
+    return Status::Ok();
+  }
+  // Symlinks, devices, FIFOs: metadata only.
+  d->nodes.push_back(std::move(node));
+  d->drop.push_back(0);
+  return Status::Ok();
+}
+
+Status Backup::WalkDir(int dfd, DirState* d) {
+  Result<std::vector<Node>> parent_nodes = LoadParentTree(d->parent_subtree, d->path);
+  std::vector<std::string> names;
+  {
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR* dir = dup_fd >= 0 ? fdopendir(dup_fd) : nullptr;
+    if (!dir) {
+      int err = errno;
+      if (dup_fd >= 0) close(dup_fd);
+      RecordError(Status::FromErrno(err, "read directory", d->path).message());
+    } else {
+      errno = 0;
+      while (dirent* e = readdir(dir)) {
+        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+        names.emplace_back(e->d_name);
+      }
+      if (errno != 0) RecordError(Status::FromErrno(errno, "read directory", d->path).message());
+      closedir(dir);
+    }
+  }
+  std::sort(names.begin(), names.end());  // byte-wise, as restic sorts nodes
+  d->nodes.reserve(names.size());
+  d->drop.reserve(names.size());
+  Status walk_status;
+  for (const std::string& name : names) {
+    if (failed_.load(std::memory_order_relaxed)) {
+      walk_status = Status::Cancelled("backup stopped");
+      break;
+    }
+    struct stat st;
+    if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      RecordError(Status::FromErrno(errno, "lstat", JoinPath(d->path, name)).message());
+      continue;
+    }
+    walk_status = AddEntry(dfd, d, name, st, parent_nodes.ok() ? &*parent_nodes : nullptr);
+    if (!walk_status.ok()) break;
+  }
+  Release(d);
+  return walk_status;
+}
+
+Status Backup::BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes) {
+  d->nodes.reserve(v.children.size());
+  d->drop.reserve(v.children.size());
+  Status status;
+  for (const auto& [name, child] : v.children) {
+    std::filesystem::path p(child.abs_path);
+    std::string parent_dir = p.parent_path().string();
+    Fd pfd(open(parent_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!pfd.valid()) {
+      status = Status::FromErrno(errno, "open", parent_dir);
+      break;
+    }
+    struct stat st;
+    if (fstatat(pfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      status = Status::FromErrno(errno, "lstat", child.abs_path);
+      break;
+    }
+    if (child.is_target) {
+      status = AddEntry(pfd.get(), d, name, st, parent_nodes);
+      if (!status.ok()) break;
+      continue;
+    }
+    // An intermediate directory: its own metadata, but only the children that lead to targets.
+    Result<std::optional<Node>> made = NodeFromStat(pfd.get(), name, st, meta_opts_);
+    if (!made.ok()) {
+      status = made.status().WithContext(child.abs_path);
+      break;
+    }
+    if (!made->has_value() || (*made)->type != NodeType::kDir) {
+      status = Status::InvalidArgument(child.abs_path + " is not a directory");
+      break;
+    }
+    const Node* old = parent_nodes ? FindByName(*parent_nodes, name) : nullptr;
+    size_t idx = d->nodes.size();
+    d->nodes.push_back(std::move(**made));
+    d->drop.push_back(0);
+    auto* sub = new DirState;
+    sub->parent = d;
+    sub->index_in_parent = idx;
+    sub->path = child.abs_path;
+    if (old && old->type == NodeType::kDir) sub->parent_subtree = old->subtree;
+    d->pending.fetch_add(1, std::memory_order_relaxed);
+    Result<std::vector<Node>> sub_parent = LoadParentTree(sub->parent_subtree, sub->path);
+    status = BuildVirtual(child, sub, sub_parent.ok() ? &*sub_parent : nullptr);
+    if (!status.ok()) break;
+  }
+  Release(d);
+  return status;
+}
+
+Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes) {
+  posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  repo::Chunker chunker(tables_);
+  thread_local Bytes buf;
+  const size_t read_size = opts_.read_bytes;
+  if (buf.size() < repo::kChunkerMaxBytes + read_size) buf.resize(repo::kChunkerMaxBytes + read_size);
+  size_t have = 0;      // bytes in buf (start of the current chunk at 0)
+  size_t scanned = 0;   // bytes of buf already fed to the chunker
+  uint64_t offset = 0;  // file offset of buf[have]
+  bool eof = false;
+  auto emit = [&](size_t len) -> Status {
+    ByteView chunk(buf.data(), len);
+    Id id = Id::Hash(chunk);
+    content->push_back(id);
+    if (repo_.ReserveBlob(BlobType::kData, id)) {
+      uint32_t ulen = 0;
+      Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kData, chunk, repo_.version(),
+                                      repo_.options().compression, &ulen);
+      data_blobs_++;
+      data_added_ += len;
+      Status saved = saver_.Add(BlobType::kData, id, std::move(stored), ulen, len);
+      if (!saved.ok()) {
+        // A repository failure ends the whole backup, unlike a file that cannot be read.
+        Fail(saved);
+        return Status::Cancelled("backup stopped");
+      }
+    }
+    progress_->bytes_done.fetch_add(len, std::memory_order_relaxed);
+    std::memmove(buf.data(), buf.data() + len, have - len);
+    have -= len;
+    scanned -= len;
+    return Status::Ok();
+  };
+  while (true) {
+    if (failed_.load(std::memory_order_relaxed)) return Status::Cancelled("backup stopped");
+    // Feed what we have to the chunker.
+    while (scanned < have) {
+      bool cut = false;
+      size_t n = chunker.FindCut(ByteView(buf.data() + scanned, have - scanned), &cut);
+      scanned += n;
+      if (cut) {
+        FSB_RETURN_IF_ERROR(emit(scanned));  // the chunker is ready for the next chunk
+      }
+    }
+    if (eof) break;
+    ssize_t n;
+    do {
+      n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return Status::FromErrno(errno, "read", job.path);
+    if (n == 0) {
+      eof = true;
+      continue;
+    }
+    have += static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+    *read_bytes = offset;
+  }
+  if (have > 0) FSB_RETURN_IF_ERROR(emit(have));
+  // Don't leave a backup's worth of cold data in the node's page cache.
+  posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  return Status::Ok();
+}
+
+void Backup::WorkerLoop() {
+  while (std::optional<FileJob> job = queue_.Pop()) {
+    std::vector<Id> content;
+    uint64_t read_bytes = 0;
+    Status s = failed_.load() ? Status::Cancelled("backup stopped")
+                              : ChunkFile(*job, &content, &read_bytes);
+    Node& node = job->dir->nodes[job->index];
+    if (s.ok()) {
+      node.content = std::move(content);
+      node.size = read_bytes;  // what was read is what the content holds
+    } else if (s.code() == StatusCode::kCancelled || failed_.load()) {
+      job->dir->drop[job->index] = 1;
+    } else {
+      // restic's behaviour: a file that cannot be read is left out, the backup goes on (exit 3).
+      job->dir->drop[job->index] = 1;
+      RecordError(s.message());
+    }
+    progress_->files_done.fetch_add(1, std::memory_order_relaxed);
+    DirState* d = job->dir;
+    job.reset();  // close the fd before a possibly long tree completion
+    Release(d);
+  }
+}
+
+std::optional<Id> Backup::ChooseParent(const std::vector<std::string>& abs_paths,
+                                       const repo::Timestamp& now) {
+  // restic 0.14: the newest snapshot of the same host whose paths include every target path and
+  // whose time is not after this one's.
+  Result<std::vector<Id>> ids = repo_.ListSnapshotIds();
+  if (!ids.ok()) return std::nullopt;
+  std::optional<Id> best;
+  repo::Timestamp best_time;
+  for (const Id& id : *ids) {
+    Result<repo::Snapshot> s = repo_.LoadSnapshot(id);
+    if (!s.ok()) {
+      log_->warn("skipping unreadable snapshot snapshot={} err=\"{}\"", id.Short(), s.status().ToString());
+      continue;
+    }
+    if (s->hostname != opts_.hostname) continue;
+    if (s->time.sec > now.sec || (s->time.sec == now.sec && s->time.nsec > now.nsec)) continue;
+    bool covers = std::all_of(abs_paths.begin(), abs_paths.end(), [&](const std::string& p) {
+      return std::find(s->paths.begin(), s->paths.end(), p) != s->paths.end();
+    });
+    if (!covers) continue;
+    if (!best || s->time.sec > best_time.sec ||
+        (s->time.sec == best_time.sec && s->time.nsec > best_time.nsec)) {
+      best = id;
+      best_time = s->time;
+    }
+  }
+  return best;
+}
+
+Result<BackupSummary> Backup::Run() {
+  if (opts_.targets.empty()) return Status::InvalidArgument("no backup target given");
+  meta_opts_.with_atime = opts_.with_atime;
+  std::error_code ec;
+  const std::filesystem::path cwd = std::filesystem::current_path(ec);
+  if (ec) return Status::FromErrno(ec.value(), "getcwd");
+
+  // Resolve targets into the virtual top of the tree (restic's rules for tree paths).
+  VNode top;
+  std::vector<std::string> abs_paths;
+  bool root_is_target_dir = false;
+  std::string root_target_abs;
+  for (const std::string& t : opts_.targets) {
+    if (t.empty()) return Status::InvalidArgument("empty backup target");
+    std::filesystem::path given = std::filesystem::path(t).lexically_normal();
+    std::filesystem::path abs = (given.is_absolute() ? given : (cwd / given)).lexically_normal();
+    std::string abs_s = abs.string();
+    if (abs_s.size() > 1 && abs_s.back() == '/') abs_s.pop_back();
+    struct stat st;
+    if (lstat(abs_s.c_str(), &st) != 0) return Status::FromErrno(errno, "backup target", t);
+    abs_paths.push_back(abs_s);
+    std::vector<std::string> comps;
+    std::filesystem::path rel = given.is_absolute() ? given.relative_path() : given;
+    bool up = false;
+    for (const auto& c : rel) {
+      std::string cs = c.string();
+      if (cs.empty() || cs == ".") continue;
+      if (cs == "..") up = true;
+      comps.push_back(cs);
+    }
+    if (up) {  // "../x": store the absolute components instead
+      comps.clear();
+      for (const auto& c : abs.relative_path()) {
+        if (!c.string().empty()) comps.push_back(c.string());
+      }
+    }
+    if (comps.empty()) {
+      if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(t + " is not a directory");
+      if (opts_.targets.size() != 1) {
+        return Status::InvalidArgument("\"" + t + "\" must be the only target when backing up its contents");
+      }
+      root_is_target_dir = true;
+      root_target_abs = abs_s;
+      continue;
+    }
+    VNode* v = &top;
+    std::filesystem::path acc = given.is_absolute() || up ? std::filesystem::path("/") : cwd;
+    for (size_t i = 0; i < comps.size(); i++) {
+      acc /= comps[i];
+      v = &v->children[comps[i]];
+      v->abs_path = acc.lexically_normal().string();
+    }
+    v->is_target = true;
+    v->children.clear();
+  }
+  std::sort(abs_paths.begin(), abs_paths.end());
+
+  repo::Timestamp now = opts_.time ? *opts_.time
+                                   : [] {
+                                       timespec ts;
+                                       clock_gettime(CLOCK_REALTIME, &ts);
+                                       return repo::LocalTimestamp(ts.tv_sec, uint32_t(ts.tv_nsec));
+                                     }();
+  std::optional<Id> parent;
+  if (opts_.parent) {
+    parent = opts_.parent;
+  } else if (!opts_.no_parent) {
+    parent = ChooseParent(abs_paths, now);
+  }
+  std::optional<Id> parent_root;
+  if (parent) {
+    FSB_ASSIGN_OR_RETURN(repo::Snapshot ps, repo_.LoadSnapshot(*parent));
+    parent_root = ps.tree;
+    log_->info("using parent snapshot snapshot={}", parent->Short());
+  }
+
+  int workers = opts_.file_workers > 0 ? opts_.file_workers
+                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  Status walk_status;
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < workers; i++) threads.emplace_back([this] { WorkerLoop(); });
+    auto* root = new DirState;
+    root->parent_subtree = parent_root;
+    if (root_is_target_dir) {
+      root->path = root_target_abs;
+      Fd rfd(open(root_target_abs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!rfd.valid()) {
+        walk_status = Status::FromErrno(errno, "open", root_target_abs);
+        root->nodes.reserve(0);
+        Release(root);
+      } else {
+        walk_status = WalkDir(rfd.get(), root);
+      }
+    } else {
+      root->path = "/";
+      Result<std::vector<Node>> pn = LoadParentTree(parent_root, "/");
+      walk_status = BuildVirtual(top, root, pn.ok() ? &*pn : nullptr);
+    }
+    queue_.Close();
+  }  // workers joined; every directory is complete now
+  if (!walk_status.ok()) Fail(walk_status);
+  {
+    std::lock_guard l(mu_);
+    if (!error_.ok()) return error_;
+  }
+  std::optional<Id> root_id;
+  {
+    std::lock_guard l(root_mu_);
+    FSB_CHECK(root_done_);
+    root_id = root_id_;
+  }
+  FSB_RETURN_IF_ERROR(saver_.Finish());
+  {
+    std::lock_guard l(mu_);
+    if (!error_.ok()) return error_;
+  }
+
+  repo::Snapshot snap;
+  snap.time = now;
+  snap.parent = parent;
+  snap.tree = *root_id;
+  snap.paths = abs_paths;
+  snap.hostname = opts_.hostname;
+  const char* user = getenv("USER");
+  snap.username = user ? user : "";
+  snap.uid = getuid();
+  snap.gid = getgid();
+  snap.excludes = opts_.excludes;
+  snap.tags = opts_.tags;
+  snap.program_version = opts_.program_version;
+  FSB_ASSIGN_OR_RETURN(Id snap_id, repo_.SaveSnapshot(snap));
+
+  BackupSummary sum;
+  sum.snapshot_id = snap_id;
+  sum.snapshot = std::move(snap);
+  sum.parent = parent;
+  sum.files_new = files_new_;
+  sum.files_changed = files_changed_;
+  sum.files_unmodified = files_unmodified_;
+  sum.dirs_new = dirs_new_;
+  sum.dirs_changed = dirs_changed_;
+  sum.dirs_unmodified = dirs_unmodified_;
+  sum.data_blobs = data_blobs_;
+  sum.tree_blobs = tree_blobs_;
+  sum.data_added = data_added_;
+  sum.data_added_packed = saver_.stats().stored_bytes;
+  sum.total_files_processed = progress_->files_done.load();
+  sum.total_bytes_processed = progress_->bytes_done.load();
+  {
+    std::lock_guard l(mu_);
+    sum.errors = errors_;
+  }
+  return sum;
+}
+
+}  // namespace
+
+Result<BackupSummary> RunBackup(repo::Repository& repo, const BackupOptions& options,
+                                Progress* progress) {
+  Backup b(repo, options, progress);
+  Result<BackupSummary> r = b.Run();
+  if (progress) progress->scan_finished = true;
+  return r;
+}
+
+}  // namespace fsb::uploader

@@ -1,0 +1,64 @@
+// uploader/backup.h: the backup pipeline. One walker (the calling thread) descends the source with
+// directory fds in sorted order; file workers read, chunk, hash, dedup, compress and encrypt;
+// PackSaver uploads packs concurrently. Trees are finished bottom-up by whichever thread completes
+// a directory's last child. Memory is bounded by the queue sizes (see BackupOptions), not by file
+// sizes. RunBackup blocks; its workers are its own and joined before it returns.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repo/id.h"
+#include "repo/node.h"
+#include "repo/repository.h"
+#include "uploader/progress.h"
+
+namespace fsb::uploader {
+
+struct BackupOptions {
+  // What to back up, as given on the command line (relative to the working directory or
+  // absolute). "." stores the directory's entries at the tree root; an absolute path stores its
+  // components as directories (restic's rules).
+  std::vector<std::string> targets;
+  std::string hostname;                // snapshot host name
+  std::vector<std::string> tags;
+  std::vector<std::string> excludes;   // restic-style patterns (*, ?, [..], **)
+  std::optional<repo::Id> parent;      // explicit parent; otherwise chosen as restic does
+  bool no_parent = false;              // --force: read every file
+  bool with_atime = false;             // store real atimes (restic --with-atime)
+  // File workers reading/chunking/encrypting in parallel; 0 = number of CPUs.
+  int file_workers = 0;
+  // Files queued between the walker and the workers: bounds open fds and walker lead.
+  int file_queue = 64;
+  // Read size per pread; each worker holds at most one chunk (≤ 8 MiB) plus one read.
+  // Memory: workers × (8 MiB + read_bytes + 8 MiB encoded) + PackSaver's packs.
+  size_t read_bytes = 1u << 20;
+  std::optional<repo::Timestamp> time;  // snapshot time; default now
+  std::string program_version = "fsb";  // recorded as program_version
+};
+
+struct BackupSummary {
+  repo::Id snapshot_id;
+  repo::Snapshot snapshot;
+  std::optional<repo::Id> parent;
+  uint64_t files_new = 0, files_changed = 0, files_unmodified = 0;
+  uint64_t dirs_new = 0, dirs_changed = 0, dirs_unmodified = 0;
+  uint64_t data_blobs = 0, tree_blobs = 0;
+  uint64_t data_added = 0;         // plaintext bytes of new blobs
+  uint64_t data_added_packed = 0;  // bytes written in packs
+  uint64_t total_files_processed = 0, total_bytes_processed = 0;
+  // Entries that could not be read (the snapshot has everything else). Non-empty → exit code 3.
+  std::vector<std::string> errors;
+};
+
+// Backs up `options.targets` into `repo` (whose index must be loaded) and saves a snapshot.
+// Returns an error (and saves no snapshot) on repository failures or when a target itself cannot
+// be read; unreadable entries below a target are reported in BackupSummary::errors.
+// `progress` may be null; its counters are bumped from worker threads.
+Result<BackupSummary> RunBackup(repo::Repository& repo, const BackupOptions& options,
+                                Progress* progress);
+
+}  // namespace fsb::uploader

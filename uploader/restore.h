@@ -1,0 +1,53 @@
+// uploader/restore.h: the restore pipeline. The calling thread walks the snapshot's trees,
+// creating directories, special files and empty files of the right size; file contents are then
+// fetched pack by pack (each pack read once per batch, in one ranged request) by a pool of
+// workers that decrypt and pwrite blobs into place, leaving all-zero blobs as holes. Metadata
+// (owner, mode, xattrs, times) is applied after contents; directories last, children first.
+// Memory is bounded by the batch limits in RestoreOptions. RunRestore blocks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repo/id.h"
+#include "repo/repository.h"
+#include "uploader/progress.h"
+
+namespace fsb::uploader {
+
+struct RestoreOptions {
+  std::string target;  // created if missing
+  // A path inside the snapshot ("/dir/sub"); its contents are restored at target. Empty: all.
+  std::string subpath;
+  // restic-style patterns matched against the path inside the snapshot ("/a/b"); when given,
+  // only matching entries (and everything below a matching directory) are restored, with the
+  // directories leading to them.
+  std::vector<std::string> includes;
+  // Pack download/decrypt/write workers; 0 = the backend's max_connections, at least 2.
+  int workers = 0;
+  // Files planned per batch and their content bytes: bounds the plan's memory (≈ 300 bytes a
+  // file plus 40 a blob).
+  size_t batch_files = 20000;
+  uint64_t batch_bytes = 4ull << 30;
+  // Re-read every restored file and compare each chunk's hash with its blob ID.
+  bool verify = false;
+  // Restore uid/gid (needs root; restic does it when run as root).
+  bool restore_owner = true;
+};
+
+struct RestoreSummary {
+  uint64_t files = 0, dirs = 0, others = 0, bytes = 0;
+  uint64_t packs_read = 0;
+  uint64_t verified_files = 0;
+  std::vector<std::string> errors;  // per-entry failures; the rest was restored
+};
+
+// Restores tree `root` into options.target. Returns an error for failures that stop everything
+// (target not creatable, a subpath that does not exist); per-entry failures are in
+// RestoreSummary::errors.
+Result<RestoreSummary> RunRestore(repo::Repository& repo, const repo::Id& root,
+                                  const RestoreOptions& options, Progress* progress);
+
+}  // namespace fsb::uploader
