@@ -1,0 +1,109 @@
+#include "repo/lock.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/support/mem_backend.h"
+
+namespace fsb::repo {
+namespace {
+
+using ::testing::HasSubstr;
+
+class LockTest : public ::testing::Test {
+ protected:
+  LockTest() {
+    InitOptions o;
+    o.scrypt_n = 1024;
+    auto mem = std::make_unique<testing::MemBackend>();
+    mem_ = mem.get();
+    repo_ = std::move(*Repository::Init(std::move(mem), Secret<std::string>("pw"), o));
+  }
+  Id PlantLock(LockInfo l) {
+    std::string j = EncodeLock(l);
+    return *repo_->SaveUnpacked(FileType::kLock, AsBytes(j));
+  }
+  LockInfo Other(bool exclusive, int64_t age_sec) {
+    LockInfo l;
+    l.time = Timestamp{time(nullptr) - age_sec, 0, 0};
+    l.exclusive = exclusive;
+    l.hostname = "another-host";
+    l.username = "u";
+    l.pid = 4242;
+    return l;
+  }
+  testing::MemBackend* mem_;
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(LockTest, LockFileFormatRoundTrips) {
+  LockInfo l = Other(true, 0);
+  l.uid = 1000;
+  std::string j = EncodeLock(l);
+  EXPECT_NE(j.find("\"exclusive\":true,\"hostname\":\"another-host\",\"username\":\"u\",\"pid\":4242,\"uid\":1000"),
+            std::string::npos);
+  LockInfo back = *DecodeLock(AsBytes(j));
+  EXPECT_EQ(back.pid, 4242);
+  EXPECT_TRUE(back.exclusive);
+  EXPECT_EQ(back.uid, 1000u);
+}
+
+TEST_F(LockTest, SharedLocksCoexistAndAreRemovedOnRelease) {
+  {
+    auto a = RepoLock::Acquire(*repo_, false);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auto b = RepoLock::Acquire(*repo_, false);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_EQ(ListLocks(*repo_)->size(), 2u);
+  }
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+}
+
+TEST_F(LockTest, FreshExclusiveLockBlocksAndNamesHolder) {
+  PlantLock(Other(true, 60));
+  auto l = RepoLock::Acquire(*repo_, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(l.status().message(), HasSubstr("already locked exclusively"));
+  EXPECT_THAT(l.status().message(), HasSubstr("PID 4242 on host another-host"));
+  // Nothing of ours is left behind.
+  EXPECT_EQ(ListLocks(*repo_)->size(), 1u);
+}
+
+TEST_F(LockTest, SharedLockBlocksExclusiveOnly) {
+  PlantLock(Other(false, 60));
+  EXPECT_TRUE(RepoLock::Acquire(*repo_, false).ok());
+  EXPECT_FALSE(RepoLock::Acquire(*repo_, true).ok());
+}
+
+TEST_F(LockTest, StaleLocksDoNotBlock) {
+  PlantLock(Other(true, 31 * 60));  // older than 30 minutes
+  LockInfo dead = Other(true, 10);
+  dead.hostname = Hostname();
+  dead.pid = 0x3ffffff0;  // no such process
+  PlantLock(dead);
+  auto l = RepoLock::Acquire(*repo_, true);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+}
+
+TEST_F(LockTest, UnlockRemovesOnlyStaleUnlessAll) {
+  PlantLock(Other(true, 31 * 60));
+  PlantLock(Other(false, 10));
+  EXPECT_EQ(*RemoveLocks(*repo_, false), 1);
+  EXPECT_EQ(ListLocks(*repo_)->size(), 1u);
+  EXPECT_EQ(*RemoveLocks(*repo_, true), 1);
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+}
+
+TEST_F(LockTest, RetryWaitsForTheHolderToGo) {
+  Id planted = PlantLock(Other(true, 10));
+  std::jthread remover([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    mem_->Remove(Handle{FileType::kLock, planted.Hex()}).IgnoreError();  // the holder finishes
+  });
+  auto l = RepoLock::Acquire(*repo_, false, std::chrono::seconds(10));
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+}
+
+}  // namespace
+}  // namespace fsb::repo

@@ -1,0 +1,172 @@
+#include "repo/pack.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "repo/key.h"
+#include "tests/support/mem_backend.h"
+#include "tests/support/test_util.h"
+
+namespace fsb::repo {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PackTest : public ::testing::Test {
+ protected:
+  PackTest() : key_(CryptoKey::Random()) {}
+
+  Bytes WriteTestPack(const std::vector<std::pair<BlobType, std::string>>& blobs, uint32_t version,
+                      CompressionMode mode, std::vector<PackedBlob>* out) {
+    PackBuilder b;
+    for (const auto& [type, text] : blobs) {
+      uint32_t ulen = 0;
+      Bytes stored = EncodeBlob(key_, type, AsBytes(text), version, mode, &ulen);
+      b.Add(type, Id::Hash(AsBytes(text)), stored, ulen);
+    }
+    return b.Finish(key_, out);
+  }
+
+  CryptoKey key_;
+};
+
+TEST_F(PackTest, HeaderRoundTripsAndBlobsDecode) {
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}, {BlobType::kData, std::string(5000, 'b')}}, 2,
+                             CompressionMode::kAuto, &written);
+  Id id = Id::Hash(pack);
+  uint64_t need = 0;
+  Result<std::vector<PackedBlob>> parsed = ParsePackHeader(key_, id, pack.size(), pack, 2, &need);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(need, 0u);
+  EXPECT_EQ(*parsed, written);
+  EXPECT_EQ(written[1].uncompressed_length, 5000u);
+  // §7.1: size = Σ length + (Σ entry + 32) + 4.
+  EXPECT_EQ(pack.size(), written[0].length + written[1].length + 2 * kCompressedEntrySize + 32 + 4);
+  Result<Bytes> b = DecodeBlob(key_, written[1], ByteView(pack).subspan(written[1].offset, written[1].length));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(AsString(*b), std::string(5000, 'b'));
+}
+
+TEST_F(PackTest, Version1NeverCompressesAndV2OffStoresDataPlain) {
+  std::vector<PackedBlob> v1, off;
+  WriteTestPack({{BlobType::kTree, "{\"nodes\":[]}\n"}}, 1, CompressionMode::kAuto, &v1);
+  EXPECT_EQ(v1[0].uncompressed_length, 0u);
+  WriteTestPack({{BlobType::kData, "plain data"}, {BlobType::kTree, "{\"nodes\":[]}\n"}}, 2,
+                CompressionMode::kOff, &off);
+  EXPECT_EQ(off[0].uncompressed_length, 0u);          // data: off means off
+  EXPECT_EQ(off[1].uncompressed_length, 13u);         // trees: always compressed in v2
+}
+
+TEST_F(PackTest, FlippedHeaderByteIsCorruption) {
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}, {BlobType::kData, "beta"}}, 2,
+                             CompressionMode::kAuto, &written);
+  Id id = Id::Hash(pack);
+  pack[pack.size() - 10] ^= 0x01;
+  uint64_t need = 0;
+  Result<std::vector<PackedBlob>> h = ParsePackHeader(key_, id, pack.size(), pack, 2, &need);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(h.status().message(), HasSubstr(id.Short()));
+}
+
+TEST_F(PackTest, BadHeaderLengthAndTruncationAreCorruption) {
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}}, 2, CompressionMode::kAuto, &written);
+  Id id = Id::Hash(pack);
+  uint64_t need = 0;
+  Bytes bad = pack;
+  EncodeLE32(bad.data() + bad.size() - 4, 0xffffff);
+  EXPECT_EQ(ParsePackHeader(key_, id, bad.size(), bad, 2, &need).status().code(), StatusCode::kCorruption);
+  Bytes cut(pack.begin() + 3, pack.end());  // 3 bytes lost at the front: blob exceeds the pack
+  Result<std::vector<PackedBlob>> r = ParsePackHeader(key_, id, cut.size(), cut, 2, &need);
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(ParsePackHeader(key_, id, 10, ByteView(pack).last(10), 2, &need).status().code(),
+            StatusCode::kCorruption);
+}
+
+TEST_F(PackTest, CompressedEntryInVersion1IsCorruption) {
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}}, 2, CompressionMode::kAuto, &written);
+  uint64_t need = 0;
+  Result<std::vector<PackedBlob>> r = ParsePackHeader(key_, Id::Hash(pack), pack.size(), pack, 1, &need);
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+}
+
+TEST_F(PackTest, DecodeBlobRejectsWrongId) {
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}}, 2, CompressionMode::kAuto, &written);
+  PackedBlob wrong = written[0];
+  wrong.id = Id::Hash(AsBytes("other"));
+  Result<Bytes> r = DecodeBlob(key_, wrong, ByteView(pack).subspan(0, wrong.length));
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(r.status().message(), HasSubstr(wrong.id.Short()));
+}
+
+TEST_F(PackTest, ReadsLongHeaderWithSecondRequest) {
+  testing::MemBackend mem;
+  std::vector<std::pair<BlobType, std::string>> blobs;
+  for (int i = 0; i < 100; i++) blobs.emplace_back(BlobType::kData, "blob number " + std::to_string(i));
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack(blobs, 2, CompressionMode::kAuto, &written);
+  Id id = Id::Hash(pack);
+  ASSERT_TRUE(mem.Save(Handle{FileType::kPack, id.Hex()}, pack).ok());
+  Result<std::vector<PackedBlob>> r = ReadPackHeader(mem, key_, id, pack.size(), 2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, written);
+}
+
+// Every pack header of restic's own repositories parses to exactly what decoded/*/packs.txt lists.
+TEST(PackFixtureTest, ResticPackHeadersMatchDecodedListing) {
+  for (const std::string v : {"repo-v1", "repo-v2"}) {
+    Result<CryptoKey> key = DecodeMasterKeyJson(
+        AsBytes(testing::ReadFileToString(testing::TestDataPath("restic/decoded/" + v + "/masterkey.json"))));
+    ASSERT_TRUE(key.ok()) << key.status().ToString();
+    // pack ID -> "type offset length uncompressed_length id" lines, in header order.
+    std::map<std::string, std::vector<std::string>> want;
+    std::ifstream in(testing::TestDataPath("restic/decoded/" + v + "/packs.txt"));
+    std::string line, current;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      std::string first;
+      ls >> first;
+      if (first == "pack") {
+        ls >> current;
+      } else if (first.rfind("type=", 0) == 0) {
+        std::string desc, off, len, ulen, id;
+        ls >> desc >> off >> len >> ulen >> id;
+        want[current].push_back(first.substr(5) + " " + off.substr(7) + " " + len.substr(7) + " " +
+                                ulen.substr(20) + " " + id.substr(3));
+      }
+    }
+    ASSERT_FALSE(want.empty());
+    int checked = 0;
+    for (auto& e : std::filesystem::recursive_directory_iterator(testing::TestDataPath("restic/" + v + "/data"))) {
+      if (!e.is_regular_file()) continue;
+      std::string name = e.path().filename().string();
+      Bytes data = ToBytes(testing::ReadFileToString(e.path()));
+      uint64_t need = 0;
+      Result<std::vector<PackedBlob>> h =
+          ParsePackHeader(*key, *Id::FromHex(name), data.size(), data, v == "repo-v1" ? 1 : 2, &need);
+      ASSERT_TRUE(h.ok()) << name << ": " << h.status().ToString();
+      std::vector<std::string> got;
+      for (const PackedBlob& b : *h) {
+        int type = static_cast<int>(b.type) + (b.uncompressed_length ? 2 : 0);
+        got.push_back(std::to_string(type) + " " + std::to_string(b.offset) + " " + std::to_string(b.length) + " " +
+                      std::to_string(b.uncompressed_length) + " " + b.id.Hex());
+      }
+      EXPECT_EQ(got, want[name]) << v << " pack " << name;
+      checked++;
+    }
+    EXPECT_EQ(checked, static_cast<int>(want.size()));
+  }
+}
+
+}  // namespace
+}  // namespace fsb::repo

@@ -1,0 +1,208 @@
+#include "repo/repository.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "repo/backend/local/local_backend.h"
+#include "repo/pack_saver.h"
+#include "tests/support/faulty_backend.h"
+#include "tests/support/mem_backend.h"
+#include "tests/support/test_util.h"
+
+namespace fsb::repo {
+namespace {
+
+using ::testing::HasSubstr;
+
+const Secret<std::string> kPassword{std::string("correct horse")};
+
+InitOptions FastInit(uint32_t version = 2) {
+  InitOptions o;
+  o.version = version;
+  o.scrypt_n = 1024;  // tests only: keep key derivation fast
+  return o;
+}
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Repository> InitMem(uint32_t version = 2) {
+    auto mem = std::make_unique<testing::MemBackend>();
+    mem_ = mem.get();
+    auto r = Repository::Init(std::move(mem), kPassword, FastInit(version));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return std::move(*r);
+  }
+  testing::MemBackend* mem_ = nullptr;
+};
+
+TEST_F(RepositoryTest, InitThenOpenWithPassword) {
+  {
+    auto r = InitMem();
+    EXPECT_EQ(r->version(), 2u);
+    EXPECT_EQ(r->config().id.size(), 64u);
+  }
+  testing::TempDir dir;
+  auto be = LocalBackend::Open(dir.str());
+  ASSERT_TRUE(be.ok());
+  auto r = Repository::Init(std::move(*be), kPassword, FastInit());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const std::string id = (*r)->config().id;
+  const uint64_t poly = (*r)->config().chunker_polynomial;
+  auto reopened = Repository::Open(std::move(*LocalBackend::Open(dir.str())), kPassword);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ((*reopened)->config().id, id);
+  EXPECT_EQ((*reopened)->config().chunker_polynomial, poly);
+}
+
+TEST_F(RepositoryTest, WrongPasswordIsPermissionDeniedWithoutSecret) {
+  testing::TempDir dir;
+  ASSERT_TRUE(Repository::Init(std::move(*LocalBackend::Open(dir.str())), kPassword, FastInit()).ok());
+  auto r = Repository::Open(std::move(*LocalBackend::Open(dir.str())), Secret<std::string>("nope-secret"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_THAT(r.status().message(), HasSubstr("wrong password"));
+  EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("nope-secret")));
+}
+
+TEST_F(RepositoryTest, InitRefusesExistingRepository) {
+  testing::TempDir dir;
+  ASSERT_TRUE(Repository::Init(std::move(*LocalBackend::Open(dir.str())), kPassword, FastInit()).ok());
+  auto again = Repository::Init(std::move(*LocalBackend::Open(dir.str())), kPassword, FastInit());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+}
+
+TEST_F(RepositoryTest, UnpackedFilesVerifyTheirName) {
+  auto r = InitMem();
+  Result<Id> id = r->SaveUnpacked(FileType::kSnapshot, AsBytes("{\"x\":1}"));
+  ASSERT_TRUE(id.ok());
+  Result<Bytes> back = r->LoadUnpacked(FileType::kSnapshot, *id);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(AsString(*back), "{\"x\":1}");
+  // Stored compressed in v2: plaintext starts with 0x02 (restic-repo-format.md §5).
+  Bytes raw = *mem_->Load(Handle{FileType::kSnapshot, id->Hex()}, 0, 0);
+  Bytes plain = *Open(r->key(), raw);
+  EXPECT_EQ(plain[0], 0x02);
+  // Tampering is noticed and named.
+  raw[20] ^= 1;
+  ASSERT_TRUE(mem_->Save(Handle{FileType::kSnapshot, id->Hex()}, raw).ok());
+  Result<Bytes> bad = r->LoadUnpacked(FileType::kSnapshot, *id);
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(bad.status().message(), HasSubstr(id->Short()));
+}
+
+TEST_F(RepositoryTest, FindSnapshotByPrefixLatestAndAmbiguity) {
+  auto r = InitMem();
+  std::vector<Id> ids;
+  for (int i = 0; i < 40; i++) {
+    Snapshot s;
+    s.time = Timestamp{1700000000 + i, 0, 0};
+    s.tree = Id::Hash(AsBytes("t"));
+    s.paths = {"/p"};
+    ids.push_back(*r->SaveSnapshot(s));
+  }
+  EXPECT_EQ(*r->FindSnapshot("latest"), ids.back());
+  EXPECT_EQ(*r->FindSnapshot(ids[3].Hex()), ids[3]);
+  EXPECT_EQ(*r->FindSnapshot(ids[3].Short()), ids[3]);
+  // With 40 snapshots some 1-digit prefix is shared.
+  int ambiguous = 0;
+  for (char c : std::string("0123456789abcdef")) {
+    auto f = r->FindSnapshot(std::string(1, c));
+    if (!f.ok() && f.status().code() == StatusCode::kInvalidArgument) ambiguous++;
+  }
+  EXPECT_GT(ambiguous, 0);
+  EXPECT_EQ(r->FindSnapshot("zz").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->FindSnapshot(std::string(64, '0')).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(RepositoryTest, PackSaverStoresIndexesAndDedups) {
+  auto r = InitMem();
+  {
+    PackSaver saver(*r);
+    for (int i = 0; i < 50; i++) {
+      Bytes plain = testing::SeededRandomBytes(i, 100000);
+      Id id = Id::Hash(plain);
+      ASSERT_TRUE(r->ReserveBlob(BlobType::kData, id));
+      EXPECT_FALSE(r->ReserveBlob(BlobType::kData, id));  // reserved: a second writer skips it
+      uint32_t ulen = 0;
+      Bytes stored = EncodeBlob(r->key(), BlobType::kData, plain, 2, CompressionMode::kAuto, &ulen);
+      ASSERT_TRUE(saver.Add(BlobType::kData, id, std::move(stored), ulen, plain.size()).ok());
+    }
+    ASSERT_TRUE(saver.Finish().ok());
+    EXPECT_EQ(saver.stats().index_files, 1u);
+  }
+  EXPECT_EQ(r->IndexSize(), 50u);
+  Bytes plain7 = testing::SeededRandomBytes(7, 100000);
+  Result<Bytes> b = r->LoadBlob(BlobType::kData, Id::Hash(plain7));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(*b, plain7);
+}
+
+TEST_F(RepositoryTest, FailedPackUploadIsReportedAndNothingIndexed) {
+  testing::MemBackend mem;
+  auto faulty = std::make_unique<testing::FaultyBackend>(mem);
+  testing::FaultyBackend* f = faulty.get();
+  auto r = Repository::Init(std::move(faulty), kPassword, FastInit());
+  ASSERT_TRUE(r.ok());
+  f->FailAlways(testing::BackendOp::kSave, Status::Unavailable("HTTP 503"));
+  PackSaver saver(**r);
+  Bytes plain = testing::SeededRandomBytes(1, 1000);
+  uint32_t ulen = 0;
+  Bytes stored = EncodeBlob((*r)->key(), BlobType::kData, plain, 2, CompressionMode::kAuto, &ulen);
+  ASSERT_TRUE(saver.Add(BlobType::kData, Id::Hash(plain), std::move(stored), ulen, plain.size()).ok());
+  Status s = saver.Finish();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("save pack"));
+  EXPECT_EQ((*r)->IndexSize(), 0u);
+}
+
+TEST_F(RepositoryTest, OpensResticFixturesAndLoadsEverything) {
+  for (const std::string v : {"repo-v1", "repo-v2"}) {
+    testing::TempDir dir;
+    testing::CopyTree(testing::TestDataPath("restic/" + v), dir.path() / "r");
+    std::string pw = testing::ReadFileToString(testing::TestDataPath("restic/password.txt"));
+    pw.erase(pw.find_last_not_of("\n") + 1);
+    auto r = Repository::Open(std::move(*LocalBackend::Open((dir.path() / "r").string())), Secret<std::string>(pw));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->version(), v == "repo-v1" ? 1u : 2u);
+    ASSERT_TRUE((*r)->LoadIndex().ok());
+    auto ids = (*r)->ListSnapshotIds();
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(ids->size(), v == "repo-v1" ? 1u : 4u);
+    for (const Id& id : *ids) {
+      auto s = (*r)->LoadSnapshot(id);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      auto tree = (*r)->LoadBlob(BlobType::kTree, s->tree);
+      ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+      // Identical bytes to what restic cat blob printed.
+      EXPECT_EQ(AsString(*tree), testing::ReadFileToString(testing::TestDataPath(
+                                     "restic/decoded/" + v + "/trees/" + s->tree.Hex() + ".json")));
+    }
+  }
+}
+
+TEST_F(RepositoryTest, ConfigVersionAndPolynomialAreChecked) {
+  Config c;
+  c.version = 3;
+  c.id = std::string(64, 'a');
+  c.chunker_polynomial = 0x2ca2f83a5f769dULL;
+  Result<Config> r = DecodeConfig(AsBytes(EncodeConfig(c)));
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("unsupported repository version 3"));
+  c.version = 2;
+  c.chunker_polynomial = 0x2ca2f83a5f769dULL * 3 & ((1ULL << 54) - 1);
+  EXPECT_FALSE(DecodeConfig(AsBytes(EncodeConfig(c))).ok());
+  c.chunker_polynomial = 0x2ca2f83a5f769dULL;
+  EXPECT_EQ(EncodeConfig(c), "{\"version\":2,\"id\":\"" + c.id + "\",\"chunker_polynomial\":\"2ca2f83a5f769d\"}");
+}
+
+TEST_F(RepositoryTest, MissingRepositoryIsNotFound) {
+  auto be = OpenBackend("/nonexistent/fsb/repo", false);
+  ASSERT_FALSE(be.ok());
+  EXPECT_EQ(be.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(be.status().message(), HasSubstr("/nonexistent/fsb/repo"));
+  auto s3 = OpenBackend("sftp:host:/x", false);
+  EXPECT_EQ(s3.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fsb::repo

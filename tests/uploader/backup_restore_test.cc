@@ -1,0 +1,268 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "repo/check.h"
+#include "repo/pack_saver.h"
+#include "repo/repository.h"
+#include "tests/support/faulty_backend.h"
+#include "tests/support/mem_backend.h"
+#include "tests/support/test_util.h"
+#include "uploader/backup.h"
+#include "uploader/restore.h"
+
+namespace fsb::uploader {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+void Write(const fs::path& p, const Bytes& b) {
+  fs::create_directories(p.parent_path());
+  testing::WriteStringToFile(p, AsString(b));
+}
+
+class BackupRestoreTest : public ::testing::Test {
+ protected:
+  BackupRestoreTest() {
+    repo::InitOptions o;
+    o.scrypt_n = 1024;
+    faulty_ = std::make_unique<testing::FaultyBackend>(mem_);
+    auto f = std::make_unique<ForwardingBackend>(*faulty_);
+    repo_ = std::move(*repo::Repository::Init(std::move(f), Secret<std::string>("pw"), o));
+    src_ = dir_.path() / "src";
+    fs::create_directories(src_);
+  }
+
+  // Hands the repository a backend it does not own, so the test keeps the FaultyBackend.
+  class ForwardingBackend : public repo::Backend {
+   public:
+    explicit ForwardingBackend(repo::Backend& b) : b_(b) {}
+    std::string Location() const override { return b_.Location(); }
+    Status Save(const repo::Handle& h, ByteView d) override { return b_.Save(h, d); }
+    Result<Bytes> Load(const repo::Handle& h, uint64_t o, uint64_t l) override { return b_.Load(h, o, l); }
+    Result<uint64_t> Size(const repo::Handle& h) override { return b_.Size(h); }
+    Status List(repo::FileType t, const std::function<Status(const repo::FileInfo&)>& fn) override {
+      return b_.List(t, fn);
+    }
+    Status Remove(const repo::Handle& h) override { return b_.Remove(h); }
+    Status Create() override { return b_.Create(); }
+    repo::BackendProperties Properties() const override { return b_.Properties(); }
+
+   private:
+    repo::Backend& b_;
+  };
+
+  Result<BackupSummary> Backup(std::vector<std::string> targets = {"."},
+                               std::vector<std::string> excludes = {}) {
+    BackupOptions o;
+    o.targets = std::move(targets);
+    o.excludes = std::move(excludes);
+    o.hostname = "test-host";
+    o.file_workers = 3;
+    std::error_code ec;
+    fs::path old = fs::current_path();
+    fs::current_path(src_);
+    Result<BackupSummary> r = RunBackup(*repo_, o, nullptr);
+    fs::current_path(old, ec);
+    return r;
+  }
+
+  Result<RestoreSummary> Restore(const repo::Id& snap, const fs::path& target, RestoreOptions o = {}) {
+    auto s = repo_->LoadSnapshot(snap);
+    if (!s.ok()) return s.status();
+    o.target = target.string();
+    o.verify = true;
+    return RunRestore(*repo_, s->tree, o, nullptr);
+  }
+
+  void ExpectSameContent(const fs::path& a, const fs::path& b) {
+    for (auto& e : fs::recursive_directory_iterator(a)) {
+      fs::path rel = fs::relative(e.path(), a);
+      fs::path other = b / rel;
+      ASSERT_TRUE(fs::exists(fs::symlink_status(other))) << rel;
+      if (e.is_regular_file() && !e.is_symlink()) {
+        EXPECT_EQ(testing::ReadFileToString(e.path()), testing::ReadFileToString(other)) << rel;
+      }
+    }
+  }
+
+  testing::TempDir dir_;
+  testing::MemBackend mem_;
+  std::unique_ptr<testing::FaultyBackend> faulty_;
+  std::unique_ptr<repo::Repository> repo_;
+  fs::path src_;
+};
+
+TEST_F(BackupRestoreTest, RoundTripsContentAndIsCheckClean) {
+  Write(src_ / "small.txt", ToBytes("hello\n"));
+  Write(src_ / "empty", {});
+  Write(src_ / "big.bin", testing::SeededRandomBytes(1, 5 << 20));  // several chunks
+  Write(src_ / "d1/d2/d3/deep.txt", ToBytes("deep"));
+  fs::create_directories(src_ / "emptydir");
+  fs::create_symlink("small.txt", src_ / "link");
+  Result<BackupSummary> sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  EXPECT_TRUE(sum->errors.empty());
+  EXPECT_EQ(sum->files_new, 4u);
+  EXPECT_GE(sum->data_blobs, 5u);
+  EXPECT_EQ(sum->snapshot.paths, std::vector<std::string>{src_.string()});
+
+  repo::CheckOptions co;
+  co.read_data = true;
+  auto check = repo::RunCheck(*repo_, co);
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->errors.empty()) << check->errors[0];
+
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+  EXPECT_EQ(rs->verified_files, 4u);
+  ExpectSameContent(src_, out);
+  EXPECT_EQ(fs::read_symlink(out / "link"), "small.txt");
+  EXPECT_TRUE(fs::is_directory(out / "emptydir"));
+}
+
+TEST_F(BackupRestoreTest, UnchangedFilesAreNotReadAgain) {
+  for (int i = 0; i < 20; i++) Write(src_ / ("f" + std::to_string(i)), testing::SeededRandomBytes(i, 10000));
+  auto first = Backup();
+  ASSERT_TRUE(first.ok());
+  Write(src_ / "f3", testing::SeededRandomBytes(99, 10000));
+  Write(src_ / "new", ToBytes("new"));
+  faulty_->ResetCounts();
+  auto second = Backup();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->parent, first->snapshot_id);
+  EXPECT_EQ(second->files_unmodified, 19u);
+  EXPECT_EQ(second->files_changed, 1u);
+  EXPECT_EQ(second->files_new, 1u);
+  EXPECT_EQ(second->data_blobs, 2u);
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(second->snapshot_id, out);
+  ASSERT_TRUE(rs.ok());
+  EXPECT_TRUE(rs->errors.empty());
+  ExpectSameContent(src_, out);
+}
+
+TEST_F(BackupRestoreTest, SameDataTwiceAddsNothing) {
+  Write(src_ / "a", testing::SeededRandomBytes(5, 3 << 20));
+  Write(src_ / "copy-of-a", testing::SeededRandomBytes(5, 3 << 20));
+  auto first = Backup();
+  ASSERT_TRUE(first.ok());
+  // Identical files share every chunk.
+  EXPECT_EQ(first->data_added, uint64_t(3) << 20);
+  auto again = Backup();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->data_blobs, 0u);
+  EXPECT_EQ(again->tree_blobs, 0u);
+  EXPECT_EQ(again->snapshot.tree, first->snapshot.tree);
+}
+
+TEST_F(BackupRestoreTest, AbsoluteTargetStoresItsComponents) {
+  Write(src_ / "x/file", ToBytes("x"));
+  auto sum = Backup({(src_ / "x").string()});
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok());
+  fs::path rel = fs::path((src_ / "x").string()).relative_path();
+  EXPECT_EQ(testing::ReadFileToString(out / rel / "file"), "x");
+}
+
+TEST_F(BackupRestoreTest, ExcludesAndIncludes) {
+  Write(src_ / "keep/a.txt", ToBytes("a"));
+  Write(src_ / "keep/b.log", ToBytes("b"));
+  Write(src_ / "cache/c.txt", ToBytes("c"));
+  auto sum = Backup({"."}, {"*.log", "cache"});
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  ASSERT_TRUE(Restore(sum->snapshot_id, out).ok());
+  EXPECT_TRUE(fs::exists(out / "keep/a.txt"));
+  EXPECT_FALSE(fs::exists(out / "keep/b.log"));
+  EXPECT_FALSE(fs::exists(out / "cache"));
+
+  Write(src_ / "other/z.txt", ToBytes("z"));
+  auto all = Backup();
+  ASSERT_TRUE(all.ok());
+  RestoreOptions ro;
+  ro.includes = {"/keep/*.log"};
+  fs::path inc = dir_.path() / "inc";
+  auto rs = Restore(all->snapshot_id, inc, ro);
+  ASSERT_TRUE(rs.ok());
+  EXPECT_TRUE(fs::exists(inc / "keep/b.log"));
+  EXPECT_FALSE(fs::exists(inc / "keep/a.txt"));
+  EXPECT_FALSE(fs::exists(inc / "other"));
+}
+
+TEST_F(BackupRestoreTest, SubpathRestoresOnlyThatDirectory) {
+  Write(src_ / "a/b/file", ToBytes("in b"));
+  Write(src_ / "a/top", ToBytes("top"));
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok());
+  RestoreOptions ro;
+  ro.subpath = "/a/b";
+  fs::path out = dir_.path() / "out";
+  ASSERT_TRUE(Restore(sum->snapshot_id, out, ro).ok());
+  EXPECT_EQ(testing::ReadFileToString(out / "file"), "in b");
+  EXPECT_FALSE(fs::exists(out / "top"));
+  ro.subpath = "/nope";
+  auto missing = Restore(sum->snapshot_id, dir_.path() / "out2", ro);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(BackupRestoreTest, RepositoryFailureFailsBackupWithoutSnapshot) {
+  Write(src_ / "big.bin", testing::SeededRandomBytes(3, 2 << 20));
+  faulty_->FailAlways(testing::BackendOp::kSave, Status::Unavailable("disk on fire"));
+  auto sum = Backup();
+  ASSERT_FALSE(sum.ok());
+  EXPECT_THAT(sum.status().message(), HasSubstr("disk on fire"));
+  faulty_->ClearFaults();
+  EXPECT_TRUE(repo_->ListSnapshotIds()->empty());
+}
+
+TEST_F(BackupRestoreTest, AllZeroChunksRestoreAsHoles) {
+  Write(src_ / "zeros", Bytes(4 << 20, 0));
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(sum->data_blobs, 1u);  // 512 KiB zero chunks all dedup to one blob
+  fs::path out = dir_.path() / "out";
+  ASSERT_TRUE(Restore(sum->snapshot_id, out).ok());
+  struct stat st;
+  ASSERT_EQ(stat((out / "zeros").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4 << 20);
+  EXPECT_LT(st.st_blocks * 512, 4 << 20);  // holes, not written zeros
+}
+
+TEST_F(BackupRestoreTest, HostileTreeNamesCannotEscapeTarget) {
+  // A snapshot whose tree names an entry "../escape" (as a malicious repository could).
+  repo::Node evil;
+  evil.name = "../escape";
+  evil.type = repo::NodeType::kFile;
+  evil.mode = 0644;
+  Bytes tree = repo::EncodeTree({evil});
+  repo::Id tid = repo::Id::Hash(tree);
+  {
+    repo::PackSaver saver(*repo_);
+    uint32_t ulen = 0;
+    Bytes stored = repo::EncodeBlob(repo_->key(), repo::BlobType::kTree, tree, 2, repo::CompressionMode::kAuto, &ulen);
+    ASSERT_TRUE(repo_->ReserveBlob(repo::BlobType::kTree, tid));
+    ASSERT_TRUE(saver.Add(repo::BlobType::kTree, tid, std::move(stored), ulen, tree.size()).ok());
+    ASSERT_TRUE(saver.Finish().ok());
+  }
+  RestoreOptions ro;
+  ro.target = (dir_.path() / "t/inner").string();
+  auto rs = RunRestore(*repo_, tid, ro, nullptr);
+  ASSERT_TRUE(rs.ok());
+  ASSERT_EQ(rs->errors.size(), 1u);
+  EXPECT_THAT(rs->errors[0], HasSubstr("unsafe entry name"));
+  EXPECT_FALSE(fs::exists(dir_.path() / "t/escape"));
+}
+
+}  // namespace
+}  // namespace fsb::uploader
