@@ -72,7 +72,8 @@ struct Node {
   std::vector<ExtendedAttribute> xattrs;
   uint64_t device = 0;  // st_rdev for dev/chardev
   std::vector<Id> content;  // file: data blob IDs in order ([] for empty); others: written as null
-  bool content_null = false;  // read side only: the JSON had "content":null (check reports it for files)
+  // Read side only: the JSON had "content":null or no content key (check reports it for files).
+  bool content_null = false;
   std::optional<Id> subtree;  // dir only
   std::string error;
   bool operator==(const Node&) const = default;
