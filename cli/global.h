@@ -12,6 +12,7 @@
 #include "base/secret.h"
 #include "base/status.h"
 #include "repo/lock.h"
+#include "repo/backend/open.h"
 #include "repo/repository.h"
 
 namespace fsb::cli {

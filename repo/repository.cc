@@ -10,7 +10,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "repo/backend/local/local_backend.h"
 #include "repo/key.h"
 #include "repo/polynomial.h"
 
@@ -362,25 +361,6 @@ Result<Id> Repository::FindSnapshot(std::string_view ref) {
   }
   if (!found) return Status::NotFound(fmt::format("no snapshot matches \"{}\"", ref));
   return *found;
-}
-
-Result<std::unique_ptr<Backend>> OpenBackend(std::string_view repo, bool create) {
-  std::string path(repo);
-  if (path.rfind("local:", 0) == 0) path = path.substr(6);
-  if (path.empty()) return Status::InvalidArgument("empty repository location");
-  size_t colon = path.find(':');
-  size_t slash = path.find('/');
-  if (colon != std::string::npos && (slash == std::string::npos || colon < slash) && colon > 1) {
-    return Status::InvalidArgument(
-        fmt::format("repository \"{}\": backend \"{}\" is not supported", path, path.substr(0, colon)));
-  }
-  if (create) {
-    std::error_code ec;
-    std::filesystem::create_directories(path, ec);
-    if (ec) return Status::FromErrno(ec.value(), "create repository directory", path);
-  }
-  FSB_ASSIGN_OR_RETURN(auto local, LocalBackend::Open(path));
-  return std::unique_ptr<Backend>(std::move(local));
 }
 
 }  // namespace fsb::repo

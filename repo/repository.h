@@ -127,8 +127,4 @@ class Repository {
   std::vector<Id> index_files_;                           // guarded by index_mu_
 };
 
-// Opens a backend from a repository string: a local path, or "local:PATH". Other schemes are
-// kInvalidArgument naming the scheme (S3 comes with its own issue).
-Result<std::unique_ptr<Backend>> OpenBackend(std::string_view repo, bool create);
-
 }  // namespace fsb::repo

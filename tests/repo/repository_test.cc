@@ -1,3 +1,4 @@
+#include "repo/backend/open.h"
 #include "repo/repository.h"
 
 #include <gmock/gmock.h>
