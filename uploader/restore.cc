@@ -104,7 +104,7 @@ class Restore {
   }
   Status EnsureDir(Dir& d);
   Status WalkTree(const Id& tree, Dir& dir, const std::string& snap_path, bool included);
-  Status RestoreEntry(Dir& dir, const Node& n, const std::string& snap_path);
+  Status RestoreEntry(Dir& dir, const Node& n);
   bool Included(const std::string& snap_path) const;
   bool MayIncludeBelow(const std::string& snap_path) const;
   Status FlushBatch();
@@ -158,7 +158,7 @@ Status Restore::EnsureDir(Dir& d) {
   return Status::Ok();
 }
 
-Status Restore::RestoreEntry(Dir& dir, const Node& n, const std::string& snap_path) {
+Status Restore::RestoreEntry(Dir& dir, const Node& n) {
   const std::string rel = Join(dir.rel, n.name);
   Status s = EnsureDir(dir);
   if (!s.ok()) return s;
@@ -169,9 +169,9 @@ Status Restore::RestoreEntry(Dir& dir, const Node& n, const std::string& snap_pa
       auto it = hardlinks_.find(key);
       if (it != hardlinks_.end()) {
         unlinkat(dfd, n.name.c_str(), 0);
-        if (linkat(root_fd_.get(), it->second.c_str(), dfd, n.name.c_str(), 0) != 0) {
-          return Status::FromErrno(errno, "link", rel);
-        }
+        // Resolves the first link's path one component at a time, never following a symlink.
+        Status l = CreateHardLink(dfd, n.name, root_fd_.get(), it->second);
+        if (!l.ok()) return l.WithContext(rel);
         summary_.files++;
         progress_->files_done.fetch_add(1, std::memory_order_relaxed);
         return Status::Ok();
@@ -250,7 +250,7 @@ Status Restore::WalkTree(const Id& tree, Dir& dir, const std::string& snap_path,
       continue;
     }
     if (!inc) continue;
-    Status s = RestoreEntry(dir, n, child_path);
+    Status s = RestoreEntry(dir, n);
     if (!s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) return s;  // disk full: stop
       RecordError(s.message());
@@ -462,7 +462,6 @@ Result<RestoreSummary> Restore::Run(const Id& root) {
   // Resolve the subpath to the tree whose contents go to the target.
   Id tree = root;
   std::string snap_path = "/";
-  std::optional<Node> sub_node;
   for (const auto& comp : std::filesystem::path(opts_.subpath)) {
     std::string c = comp.string();
     if (c.empty() || c == "/" || c == ".") continue;
@@ -473,7 +472,6 @@ Result<RestoreSummary> Restore::Run(const Id& root) {
     }
     tree = *it->subtree;
     snap_path = snap_path == "/" ? "/" + c : snap_path + "/" + c;
-    sub_node = *it;
   }
   Dir top;
   top.created = true;
@@ -494,7 +492,6 @@ Result<RestoreSummary> Restore::Run(const Id& root) {
     if (!m.ok()) RecordError(m.WithContext(it->first).message());
   }
   // The snapshot's root (or the subpath directory) has no node of its own to apply, as restic.
-  (void)sub_node;
   progress_->scan_finished = true;
   std::lock_guard l(mu_);
   return summary_;
