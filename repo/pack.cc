@@ -47,13 +47,8 @@ void PackBuilder::Add(BlobType type, const Id& id, ByteView stored, uint32_t unc
   b.length = static_cast<uint32_t>(stored.size());
   b.uncompressed_length = uncompressed_length;
   blobs_.push_back(b);
+  header_size_ += uncompressed_length ? kCompressedEntrySize : kPlainEntrySize;
   Append(data_, stored);
-}
-
-uint64_t PackBuilder::header_size() const {
-  uint64_t n = 0;
-  for (const auto& b : blobs_) n += b.uncompressed_length ? kCompressedEntrySize : kPlainEntrySize;
-  return n;
 }
 
 Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) {
@@ -74,6 +69,7 @@ Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) 
   *blobs = std::move(blobs_);
   data_ = Bytes();
   blobs_.clear();
+  header_size_ = 0;
   return pack;
 }
 

@@ -56,13 +56,14 @@ class PackBuilder {
   // Bytes of blob data so far (restic finishes a pack when this reaches the target size, §7.3).
   uint64_t data_size() const { return data_.size(); }
   size_t count() const { return blobs_.size(); }
-  uint64_t header_size() const;  // plaintext header size so far
+  uint64_t header_size() const { return header_size_; }  // plaintext header size so far
   // Seals the header and returns the whole pack file; the builder is empty afterwards.
   Bytes Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs);
 
  private:
   Bytes data_;
   std::vector<PackedBlob> blobs_;
+  uint64_t header_size_ = 0;
 };
 
 // Parses a pack's header from the last bytes of the pack. `tail` must be the last `tail.size()`

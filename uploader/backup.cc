@@ -59,31 +59,35 @@ class BoundedQueue {
   // Blocks while full; false if closed.
   bool Push(T&& v) {
     std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return closed_ || q_.size() < cap_; });
+    not_full_.wait(l, [&] { return closed_ || q_.size() < cap_; });
     if (closed_) return false;
     q_.push_back(std::move(v));
-    cv_.notify_all();
+    l.unlock();
+    not_empty_.notify_one();
     return true;
   }
   // Blocks while empty; nullopt once closed and drained.
   std::optional<T> Pop() {
     std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return closed_ || !q_.empty(); });
+    not_empty_.wait(l, [&] { return closed_ || !q_.empty(); });
     if (q_.empty()) return std::nullopt;
     T v = std::move(q_.front());
     q_.pop_front();
-    cv_.notify_all();
+    l.unlock();
+    not_full_.notify_one();
     return v;
   }
   void Close() {
     std::lock_guard l(mu_);
     closed_ = true;
-    cv_.notify_all();
+    not_empty_.notify_all();
+    not_full_.notify_all();
   }
 
  private:
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable not_empty_;
+  std::condition_variable not_full_;
   std::deque<T> q_;  // guarded by mu_
   size_t cap_;
   bool closed_ = false;  // guarded by mu_
@@ -410,7 +414,8 @@ Status Backup::BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>
 }
 
 Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes) {
-  posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  const bool large = job.size > opts_.read_bytes;
+  if (large) posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   repo::Chunker chunker(tables_);
   thread_local Bytes buf;
   const size_t read_size = opts_.read_bytes;
@@ -459,10 +464,9 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
     } while (n < 0 && errno == EINTR);
     if (n < 0) return Status::FromErrno(errno, "read", job.path);
-    if (n == 0) {
-      eof = true;
-      continue;
-    }
+    // A regular file returns less than asked only at its end: that saves a second pread per
+    // small file (half of a small-file backup's reads).
+    if (static_cast<size_t>(n) < read_size) eof = true;
     have += static_cast<size_t>(n);
     offset += static_cast<uint64_t>(n);
     *read_bytes = offset;
