@@ -16,6 +16,8 @@ int Main(int argc, char** argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);  // once, before any thread
     CLI::App app{"fsb: fast restic-compatible file-system backup (the Kubernetes node agent's engine)", "fsb"};
     app.require_subcommand(1);
+    // Global flags may come after the subcommand too, as restic (and Velero's calls) have them.
+    app.fallthrough();
     app.set_help_all_flag("--help-all", "Show help for every subcommand");
     GlobalOptions g;
     app.add_option("-r,--repo", g.repo, "repository (a path or local:PATH); env FSB_REPOSITORY, RESTIC_REPOSITORY");

@@ -3,11 +3,9 @@
 
 #include <iostream>
 
+#include "base/sysinfo.h"
 #include "cli/global.h"
 
-#ifndef FSB_VERSION
-#define FSB_VERSION "0.1.0"
-#endif
 
 namespace fsb::cli {
 
@@ -17,9 +15,9 @@ void AddVersionCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& ou
                    if (g.json) {
                      std::cout << fmt::format(
                          "{{\"message_type\":\"version\",\"version\":\"{}\",\"repository_versions\":[1,2]}}\n",
-                         FSB_VERSION);
+                         kFsbVersion);
                    } else {
-                     std::cout << fmt::format("fsb {} (restic repository format 1 and 2)\n", FSB_VERSION);
+                     std::cout << fmt::format("fsb {} (restic repository format 1 and 2)\n", kFsbVersion);
                    }
                    return kExitOk;
                  }});

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "base/sysinfo.h"
 
 namespace fsb::repo {
 namespace {
@@ -22,11 +23,7 @@ std::string Describe(const LockInfo& l, int64_t now) {
 
 }  // namespace
 
-std::string Hostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
+std::string Hostname() { return HostName(); }
 
 std::string EncodeLock(const LockInfo& l) {
   std::string out = "{\"time\":";
@@ -130,8 +127,7 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
       info.time = LocalTimestamp(ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec));
       info.exclusive = exclusive;
       info.hostname = host;
-      const char* user = getenv("USER");
-      info.username = user ? user : "";
+      info.username = UserName();
       info.pid = getpid();
       info.uid = getuid();
       info.gid = getgid();

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/sysinfo.h"
 #include "repo/key.h"
 #include "repo/polynomial.h"
 
@@ -20,17 +21,6 @@ using json = nlohmann::json;
 
 // restic tries at most 20 key files before giving up (§3).
 constexpr int kMaxKeysTried = 20;
-
-std::string LocalHostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-std::string LocalUsername() {
-  const char* u = getenv("USER");
-  return u ? u : "";
-}
 
 }  // namespace
 
@@ -161,7 +151,7 @@ Result<std::unique_ptr<Repository>> Repository::Init(std::unique_ptr<Backend> ba
   params.p = init.scrypt_p;
   Timestamp now = LocalTimestamp(time(nullptr), 0);
   FSB_ASSIGN_OR_RETURN(KeyFile kf, CreateKeyFile(master, password.Reveal(), params,
-                                                 FormatTimestamp(now), LocalUsername(), LocalHostname()));
+                                                 FormatTimestamp(now), UserName(), HostName()));
   std::string key_json = EncodeKeyFile(kf);
   Id key_id = Id::Hash(AsBytes(key_json));
   FSB_RETURN_IF_ERROR(backend->Save(Handle{FileType::kKey, key_id.Hex()}, AsBytes(key_json)));

@@ -18,6 +18,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/sysinfo.h"
 #include "repo/chunker.h"
 #include "repo/pack_saver.h"
 #include "uploader/fs_meta.h"
@@ -654,8 +655,7 @@ Result<BackupSummary> Backup::Run() {
   snap.tree = *root_id;
   snap.paths = abs_paths;
   snap.hostname = opts_.hostname;
-  const char* user = getenv("USER");
-  snap.username = user ? user : "";
+  snap.username = UserName();
   snap.uid = getuid();
   snap.gid = getgid();
   snap.excludes = opts_.excludes;

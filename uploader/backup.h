@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/sysinfo.h"
 #include "repo/id.h"
 #include "repo/node.h"
 #include "repo/repository.h"
@@ -37,7 +38,7 @@ struct BackupOptions {
   // Memory: workers × (8 MiB + read_bytes + 8 MiB encoded) + PackSaver's packs.
   size_t read_bytes = 1u << 20;
   std::optional<repo::Timestamp> time;  // snapshot time; default now
-  std::string program_version = "fsb";  // recorded as program_version
+  std::string program_version = std::string("fsb ") + kFsbVersion;  // as restic ≥ 0.16
 };
 
 struct BackupSummary {
