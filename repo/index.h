@@ -1,7 +1,6 @@
 // repo/index.h: where each blob lives (restic-repo-format.md §8). The in-memory Index is a compact
-// open-addressing table (~48 bytes a blob, no per-entry allocation), so a repository of 10 M blobs
-// fits in about 0.7 GB instead of restic's several GB (restic#1988). Index files are encoded and
-// decoded here too.
+// open-addressing table: 48-byte slots at a load factor of 0.375–0.75, so 64–128 bytes a blob
+// with no per-entry allocation. Index files are encoded and decoded here too.
 // Index: concurrent readers are safe; writers (Add) need external exclusion — MasterIndex wraps it
 // with a shared mutex.
 #pragma once

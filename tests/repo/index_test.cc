@@ -33,8 +33,8 @@ TEST(IndexTest, FindsWhatWasAddedAcrossGrowth) {
     EXPECT_FALSE(idx.Has(t == BlobType::kTree ? BlobType::kData : BlobType::kTree, TestId(i)));
   }
   EXPECT_FALSE(idx.Has(BlobType::kData, TestId(n + 1)));
-  // About 48 bytes a slot at load ≤ 0.75: well under 100 bytes a blob.
-  EXPECT_LT(idx.MemoryBytes() / n, 100u);
+  // 48-byte slots at a load factor between 0.375 and 0.75: at most 128 bytes a blob plus packs.
+  EXPECT_LE(idx.MemoryBytes() / n, 130u);
 }
 
 TEST(IndexTest, DuplicateAddKeepsFirstLocation) {
