@@ -54,10 +54,12 @@ class Sha256 {
 
 // Seals `plain` with a fresh random IV: returns IV || AES-256-CTR(plain) || MAC.
 Bytes Seal(const CryptoKey& key, ByteView plain);
-// Appends the sealed form of `plain` to `out` (no intermediate copy).
+// Appends the sealed form of `plain` to `out` (no intermediate copy). `plain` must not point into
+// `out`.
 void SealAppend(const CryptoKey& key, ByteView plain, Bytes& out);
 // Verifies the MAC (constant time) before decrypting. kCorruption with message
-// "ciphertext verification failed" on a bad MAC, a short input or an all-zero IV.
+// "ciphertext verification failed" on a bad MAC, a short input or an all-zero IV;
+// kInvalidArgument if `key` is not Valid().
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed);
 
 // scrypt(password, salt, N, r, p, 64 bytes). kInvalidArgument for parameters OpenSSL refuses.
