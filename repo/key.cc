@@ -1,5 +1,7 @@
 #include "repo/key.h"
 
+#include "repo/node.h"
+
 #include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
@@ -112,71 +114,6 @@ Status ValidateKeyFile(const KeyFile& kf) {
   return Status::Ok();
 }
 
-// Go's encoding/json string form (Go 1.19, as restic 0.14 writes it): `"` and `\` escaped,
-// \n \r \t short, other control bytes and < > & as \u00XX, U+2028/U+2029 as \u2028/\u2029, and
-// each byte that does not start well-formed UTF-8 as \ufffd.
-void AppendGoJsonString(std::string_view s, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    if (b < 0x80) {
-      if (b == '"' || b == '\\') {
-        out += '\\';
-        out += char(b);
-      } else if (b == '\n') {
-        out += "\\n";
-      } else if (b == '\r') {
-        out += "\\r";
-      } else if (b == '\t') {
-        out += "\\t";
-      } else if (b < 0x20 || b == '<' || b == '>' || b == '&') {
-        out += "\\u00";
-        out += kHex[b >> 4];
-        out += kHex[b & 0xf];
-      } else {
-        out += char(b);
-      }
-      ++i;
-      continue;
-    }
-    // Length of a well-formed UTF-8 sequence at s[i], or 0 (Go's utf8.DecodeRuneInString rules:
-    // no overlongs, no surrogates, nothing above U+10FFFF).
-    size_t len = 0;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) {
-      len = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    }
-    bool ok = len > 0 && s.size() - i >= len;
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto c = static_cast<uint8_t>(s[i + k]);
-      ok = k == 1 ? (c >= lo && c <= hi) : (c & 0xC0) == 0x80;
-    }
-    if (!ok) {
-      out += "\\ufffd";
-      ++i;
-      continue;
-    }
-    // U+2028 = E2 80 A8, U+2029 = E2 80 A9.
-    if (len == 3 && b == 0xE2 && uint8_t(s[i + 1]) == 0x80 &&
-        (uint8_t(s[i + 2]) == 0xA8 || uint8_t(s[i + 2]) == 0xA9)) {
-      out += uint8_t(s[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029";
-    } else {
-      out.append(s.substr(i, len));
-    }
-    i += len;
-  }
-  out += '"';
-}
 
 }  // namespace
 
