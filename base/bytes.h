@@ -55,4 +55,9 @@ inline void AppendLE32(Bytes& out, uint32_t v) {
 }
 inline void Append(Bytes& out, ByteView v) { out.insert(out.end(), v.begin(), v.end()); }
 
+// True for an empty view or one of only zero bytes; memcmp-fast (not constant time).
+inline bool IsAllZero(ByteView b) {
+  return b.empty() || (b[0] == 0 && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0);
+}
+
 }  // namespace fsb

@@ -78,12 +78,6 @@ ThreadContexts& Contexts() {
   return ctx;
 }
 
-bool IsAllZero(ByteView b) {
-  uint8_t acc = 0;
-  for (uint8_t x : b) acc |= x;
-  return acc == 0;
-}
-
 // OpenSSL's update functions take an int length.
 constexpr size_t kMaxEvpChunk = size_t(1) << 30;
 

@@ -50,6 +50,13 @@ struct FileJob {
   size_t index = 0;
   std::string path;
   uint64_t size = 0;
+  bool sparse = false;  // fewer blocks than bytes: look for holes instead of reading them
+};
+
+// A new data blob whose compression and encryption run on the encode pool.
+struct EncodeJob {
+  Id id;
+  Bytes plain;
 };
 
 // A blocking queue of bounded size.
@@ -135,7 +142,9 @@ class Backup {
         progress_(progress ? progress : &own_progress_),
         saver_(repo),
         queue_(static_cast<size_t>(std::max(1, opts.file_queue))),
+        encode_queue_(static_cast<size_t>(std::max(1, opts.encode_queue))),
         tables_(repo::ChunkerTables::Get(repo::Polynomial(repo.config().chunker_polynomial))),
+        zero_chunk_id_(Id::Hash(Bytes(repo::kChunkerMinBytes, 0))),
         log_(GetLogger("uploader")) {}
 
   Result<BackupSummary> Run();
@@ -159,6 +168,8 @@ class Backup {
                   const std::vector<Node>* parent_nodes);
   Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
   void WorkerLoop();
+  void EncodeLoop();
+  Status StoreBlob(const Id& id, ByteView plain);
   Status ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes);
   Result<std::vector<Node>> LoadParentTree(const std::optional<Id>& id, const std::string& path);
   std::optional<Id> ChooseParent(const std::vector<std::string>& abs_paths, const repo::Timestamp& now);
@@ -169,7 +180,9 @@ class Backup {
   Progress* progress_;
   repo::PackSaver saver_;
   BoundedQueue<FileJob> queue_;
+  BoundedQueue<EncodeJob> encode_queue_;
   std::shared_ptr<const repo::ChunkerTables> tables_;
+  Id zero_chunk_id_;  // SHA-256 of kChunkerMinBytes zero bytes: every chunk inside a hole
   std::shared_ptr<spdlog::logger> log_;
   MetaOptions meta_opts_;
 
@@ -308,6 +321,7 @@ Status Backup::AddEntry(int dfd, DirState* d, const std::string& name, const str
     job.index = idx;
     job.path = path;
     job.size = node.size;
+    job.sparse = uint64_t(st.st_blocks) * 512 < uint64_t(st.st_size);
     d->nodes.push_back(std::move(node));
     d->drop.push_back(0);
     d->pending.fetch_add(1, std::memory_order_relaxed);
@@ -427,19 +441,22 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   bool eof = false;
   auto emit = [&](size_t len) -> Status {
     ByteView chunk(buf.data(), len);
-    Id id = Id::Hash(chunk);
+    // A chunk inside a hole (or of zeros) is cut at exactly the minimum size: its ID is known.
+    const bool zero = len == repo::kChunkerMinBytes && IsAllZero(chunk);
+    Id id = zero ? zero_chunk_id_ : Id::Hash(chunk);
     content->push_back(id);
     if (repo_.ReserveBlob(BlobType::kData, id)) {
-      uint32_t ulen = 0;
-      Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kData, chunk, repo_.version(),
-                                      repo_.options().compression, &ulen);
       data_blobs_++;
       data_added_ += len;
-      Status saved = saver_.Add(BlobType::kData, id, std::move(stored), ulen, len);
-      if (!saved.ok()) {
-        // A repository failure ends the whole backup, unlike a file that cannot be read.
-        Fail(saved);
-        return Status::Cancelled("backup stopped");
+      if (job.size > repo::kChunkerMinBytes) {
+        // Multi-chunk file: compression and encryption go to the pool, so one big file keeps
+        // every core busy while this thread reads and chunks on.
+        if (!encode_queue_.Push(EncodeJob{id, Bytes(chunk.begin(), chunk.end())})) {
+          return Status::Cancelled("backup stopped");
+        }
+      } else {
+        Status saved = StoreBlob(id, chunk);
+        if (!saved.ok()) return saved;
       }
     }
     progress_->bytes_done.fetch_add(len, std::memory_order_relaxed);
@@ -460,6 +477,21 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       }
     }
     if (eof) break;
+    if (job.sparse && offset < job.size) {
+      // Holes are never read: SEEK_DATA says where the next data starts, and the bytes up to it
+      // are zeros (the chunker cuts them into known all-zero chunks).
+      off_t data = lseek(job.fd.get(), static_cast<off_t>(offset), SEEK_DATA);
+      uint64_t hole_end = data < 0 ? (errno == ENXIO ? job.size : offset) : static_cast<uint64_t>(data);
+      if (hole_end > offset) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(read_size, hole_end - offset));
+        std::memset(buf.data() + have, 0, n);
+        have += n;
+        offset += n;
+        *read_bytes = offset;
+        if (offset >= job.size) eof = true;
+        continue;
+      }
+    }
     ssize_t n;
     do {
       n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
@@ -476,6 +508,26 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   // Don't leave a backup's worth of cold data in the node's page cache.
   posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   return Status::Ok();
+}
+
+Status Backup::StoreBlob(const Id& id, ByteView plain) {
+  uint32_t ulen = 0;
+  Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kData, plain, repo_.version(),
+                                  repo_.options().compression, &ulen);
+  Status saved = saver_.Add(BlobType::kData, id, std::move(stored), ulen, plain.size());
+  if (!saved.ok()) {
+    // A repository failure ends the whole backup, unlike a file that cannot be read.
+    Fail(saved);
+    return Status::Cancelled("backup stopped");
+  }
+  return Status::Ok();
+}
+
+void Backup::EncodeLoop() {
+  while (std::optional<EncodeJob> job = encode_queue_.Pop()) {
+    if (failed_.load(std::memory_order_relaxed)) continue;  // drain quietly
+    StoreBlob(job->id, job->plain).IgnoreError();  // a failure is already in the error slot
+  }
 }
 
 void Backup::WorkerLoop() {
@@ -609,7 +661,12 @@ Result<BackupSummary> Backup::Run() {
 
   int workers = opts_.file_workers > 0 ? opts_.file_workers
                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int encoders = opts_.encode_workers > 0
+                           ? opts_.encode_workers
+                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Status walk_status;
+  std::vector<std::jthread> encode_threads;
+  for (int i = 0; i < encoders; i++) encode_threads.emplace_back([this] { EncodeLoop(); });
   {
     std::vector<std::jthread> threads;
     for (int i = 0; i < workers; i++) threads.emplace_back([this] { WorkerLoop(); });
@@ -631,7 +688,9 @@ Result<BackupSummary> Backup::Run() {
       walk_status = BuildVirtual(top, root, pn.ok() ? &*pn : nullptr);
     }
     queue_.Close();
-  }  // workers joined; every directory is complete now
+  }  // file workers joined; every directory is complete now
+  encode_queue_.Close();
+  encode_threads.clear();  // joined: every queued blob went to the saver
   if (!walk_status.ok()) Fail(walk_status);
   {
     std::lock_guard l(mu_);

@@ -34,6 +34,10 @@ struct BackupOptions {
   int file_workers = 0;
   // Files queued between the walker and the workers: bounds open fds and walker lead.
   int file_queue = 64;
+  // Threads compressing and encrypting the chunks of multi-chunk files; 0 = number of CPUs.
+  int encode_workers = 0;
+  // Chunks waiting for an encoder (each ≤ 8 MiB): memory ≤ encode_queue × 8 MiB.
+  int encode_queue = 4;
   // Read size per pread; each worker holds at most one chunk (≤ 8 MiB) plus one read.
   // Memory: workers × (8 MiB + read_bytes + 8 MiB encoded) + PackSaver's packs.
   size_t read_bytes = 1u << 20;

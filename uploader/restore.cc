@@ -56,12 +56,6 @@ uint64_t PlainSize(const repo::PackedBlob& b) {
   return b.uncompressed_length ? b.uncompressed_length : b.length - repo::kCryptoOverhead;
 }
 
-bool AllZero(ByteView b) {
-  if (b.empty()) return true;
-  if (b[0] != 0) return false;
-  return std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0;
-}
-
 struct FileJob {
   std::string rel_dir;  // relative to the target
   Node node;
@@ -305,7 +299,7 @@ void Restore::WritePack(const Id& pack, std::vector<Piece>& pieces) {
       last_blob = p.blob.id;
       plain_ptr = &plain;
     }
-    if (!job.failed.load() && !AllZero(*plain_ptr)) {  // zeros stay holes: the file is ftruncated
+    if (!job.failed.load() && !IsAllZero(*plain_ptr)) {  // zeros stay holes: the file is ftruncated
       auto it = open_files.find(p.job);
       if (it == open_files.end()) {
         const std::string rel = Join(job.rel_dir, job.node.name);

@@ -239,6 +239,41 @@ TEST_F(BackupRestoreTest, AllZeroChunksRestoreAsHoles) {
   EXPECT_LT(st.st_blocks * 512, 4 << 20);  // holes, not written zeros
 }
 
+TEST_F(BackupRestoreTest, SparseFileChunksLikeItsDenseCopyAndRestoresSparse) {
+  // 6 MiB apparent, data only in the first and the fifth MiB; a dense copy of the same bytes.
+  Bytes dense(6 << 20, 0);
+  Bytes a = testing::SeededRandomBytes(21, 1 << 20), b = testing::SeededRandomBytes(22, 100000);
+  std::copy(a.begin(), a.end(), dense.begin());
+  std::copy(b.begin(), b.end(), dense.begin() + (4 << 20));
+  Write(src_ / "dense", dense);
+  {
+    int fd = open((src_ / "sparse").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, 6 << 20), 0);
+    ASSERT_EQ(pwrite(fd, a.data(), a.size(), 0), ssize_t(a.size()));
+    ASSERT_EQ(pwrite(fd, b.data(), b.size(), 4 << 20), ssize_t(b.size()));
+    close(fd);
+  }
+  struct stat st;
+  ASSERT_EQ(stat((src_ / "sparse").c_str(), &st), 0);
+  if (uint64_t(st.st_blocks) * 512 >= uint64_t(st.st_size)) GTEST_SKIP() << "file system makes no holes";
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  auto nodes = repo_->LoadTree(sum->snapshot.tree);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 2u);
+  // Same bytes, same chunks: the hole-skipping reader cuts exactly where a reader of zeros does.
+  EXPECT_EQ((*nodes)[0].content, (*nodes)[1].content);
+  EXPECT_EQ((*nodes)[1].size, uint64_t(6) << 20);
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok());
+  EXPECT_TRUE(rs->errors.empty());
+  EXPECT_EQ(testing::ReadFileToString(out / "sparse"), AsString(dense));
+  ASSERT_EQ(stat((out / "sparse").c_str(), &st), 0);
+  EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(4) << 20);
+}
+
 TEST_F(BackupRestoreTest, HostileTreeNamesCannotEscapeTarget) {
   // A snapshot whose tree names an entry "../escape" (as a malicious repository could).
   repo::Node evil;
