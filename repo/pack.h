@@ -51,6 +51,9 @@ Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView 
 // Builds one pack in memory. One thread.
 class PackBuilder {
  public:
+  // Reserves room for `bytes` of blob data (no pages are touched), so a pack is built without
+  // reallocating and copying.
+  void Reserve(size_t bytes) { data_.reserve(bytes); }
   // Appends an already encoded blob.
   void Add(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length);
   // Bytes of blob data so far (restic finishes a pack when this reaches the target size, §7.3).

@@ -32,6 +32,8 @@ Status PackSaver::Add(BlobType type, const Id& id, Bytes stored, uint32_t uncomp
   {
     std::lock_guard lock(build_mu_);
     PackBuilder& b = builders_[static_cast<int>(type)];
+    // Target + one maximal blob + header: the pack never reallocates.
+    if (b.count() == 0) b.Reserve(repo_.options().pack_size + stored.size() + (64u << 10));
     b.Add(type, id, stored, uncompressed_length);
     // §7.3: finish when blob data reaches the target, or the header would pass 16 MiB.
     if (b.data_size() >= repo_.options().pack_size ||

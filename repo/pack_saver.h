@@ -23,8 +23,8 @@ struct PackSaverOptions {
   // Concurrent pack uploads; 0 takes the backend's max_connections.
   int upload_threads = 0;
   // Finished packs waiting for an uploader. Memory: (queue + uploads in flight + one open pack per
-  // blob type) × pack_size ≈ (2 + threads + 2) × 16 MiB ≈ 100 MiB at the defaults.
-  int max_queued_packs = 2;
+  // blob type) × pack_size ≈ (1 + 2 + 2) × 16 MiB = 80 MiB at the defaults on a local backend.
+  int max_queued_packs = 1;
   // restic writes an index file once it holds this many blobs (v2: 150 000, §8.3).
   size_t index_max_blobs = 150000;
   // Re-open each pack's header and every blob before upload (cheap insurance, restic ≥ 0.16.4).

@@ -432,9 +432,16 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   const bool large = job.size > opts_.read_bytes;
   if (large) posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   repo::Chunker chunker(tables_);
-  thread_local Bytes buf;
+  // One chunk plus one read per thread. Not value-initialised: pages are only touched (and count
+  // in RSS) as far as the largest file so far needed, so small-file backups stay small.
+  thread_local std::unique_ptr<uint8_t[]> buf_storage;
+  thread_local size_t buf_capacity = 0;
   const size_t read_size = opts_.read_bytes;
-  if (buf.size() < repo::kChunkerMaxBytes + read_size) buf.resize(repo::kChunkerMaxBytes + read_size);
+  if (buf_capacity < repo::kChunkerMaxBytes + read_size) {
+    buf_capacity = repo::kChunkerMaxBytes + read_size;
+    buf_storage.reset(new uint8_t[buf_capacity]);
+  }
+  MutableByteView buf(buf_storage.get(), buf_capacity);
   size_t have = 0;      // bytes in buf (start of the current chunk at 0)
   size_t scanned = 0;   // bytes of buf already fed to the chunker
   uint64_t offset = 0;  // file offset of buf[have]
