@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/global.h"
+#include "cli/snapshot_json.h"
 #include "repo/key.h"
 
 namespace fsb::cli {
@@ -69,16 +70,10 @@ void AddCatCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out) {
       if (Status ls = repo.LoadIndex(); !ls.ok()) return Fail(g, ls);
       repo::Id id;
       if (t == "tree") {
-        std::string ref = o->id, sub;
-        if (size_t c = ref.find(':'); c != std::string::npos) {
-          sub = ref.substr(c + 1);
-          ref = ref.substr(0, c);
-        }
-        auto sid = repo.FindSnapshot(ref);
-        if (!sid.ok()) return Fail(g, sid.status());
-        auto snap = repo.LoadSnapshot(*sid);
-        if (!snap.ok()) return Fail(g, snap.status());
-        id = snap->tree;
+        Result<SnapshotRef> ref = ResolveSnapshotRef(repo, o->id);
+        if (!ref.ok()) return Fail(g, ref.status());
+        id = ref->snapshot.tree;
+        const std::string& sub = ref->subpath;
         std::stringstream ss(sub);
         std::string comp;
         while (std::getline(ss, comp, '/')) {

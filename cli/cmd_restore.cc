@@ -32,15 +32,11 @@ void AddRestoreCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& ou
     repo::Repository& repo = **r;
     auto lock = LockRepository(g, repo, false, true);
     if (!lock.ok()) return Fail(g, lock.status());
-    std::string ref = o->snapshot, subpath;
-    if (size_t colon = ref.find(':'); colon != std::string::npos) {
-      subpath = ref.substr(colon + 1);
-      ref = ref.substr(0, colon);
-    }
-    Result<repo::Id> sid = repo.FindSnapshot(ref);
-    if (!sid.ok()) return Fail(g, sid.status());
-    Result<repo::Snapshot> snap = repo.LoadSnapshot(*sid);
-    if (!snap.ok()) return Fail(g, snap.status());
+    Result<SnapshotRef> ref = ResolveSnapshotRef(repo, o->snapshot);
+    if (!ref.ok()) return Fail(g, ref.status());
+    const repo::Id* sid = &ref->id;
+    const repo::Snapshot* snap = &ref->snapshot;
+    const std::string& subpath = ref->subpath;
     if (Status s = repo.LoadIndex(); !s.ok()) return Fail(g, s.WithContext("load index"));
     uploader::RestoreOptions ro;
     ro.target = o->target;

@@ -50,6 +50,18 @@ bool MatchesTags(const repo::Snapshot& s, const std::vector<std::string>& filter
   return false;
 }
 
+Result<SnapshotRef> ResolveSnapshotRef(repo::Repository& r, std::string_view ref) {
+  SnapshotRef out;
+  std::string_view id = ref;
+  if (size_t colon = ref.find(':'); colon != std::string_view::npos) {
+    out.subpath = std::string(ref.substr(colon + 1));
+    id = ref.substr(0, colon);
+  }
+  FSB_ASSIGN_OR_RETURN(out.id, r.FindSnapshot(id));
+  FSB_ASSIGN_OR_RETURN(out.snapshot, r.LoadSnapshot(out.id));
+  return out;
+}
+
 std::string HumanTime(const repo::Timestamp& t) {
   time_t local = static_cast<time_t>(t.sec + t.utc_offset_sec);
   struct tm tm;

@@ -21,6 +21,14 @@ Result<std::vector<SnapshotWithId>> LoadSnapshots(repo::Repository& r);
 std::string SnapshotJson(const SnapshotWithId& s, const char* struct_type = nullptr);
 // True when the snapshot has every tag of one of the filters ("a,b" means a and b).
 bool MatchesTags(const repo::Snapshot& s, const std::vector<std::string>& filters);
+struct SnapshotRef {
+  repo::Id id;
+  repo::Snapshot snapshot;
+  std::string subpath;  // after the ':' of "SNAPSHOT:SUBPATH", or empty
+};
+// Resolves "ID[:SUBPATH]" (ID: full, unique prefix or "latest") and loads the snapshot.
+Result<SnapshotRef> ResolveSnapshotRef(repo::Repository& r, std::string_view ref);
+
 // "2006-01-02 15:04:05" in the snapshot's zone.
 std::string HumanTime(const repo::Timestamp& t);
 
