@@ -20,7 +20,8 @@ int Main(int argc, char** argv) {
     app.fallthrough();
     app.set_help_all_flag("--help-all", "Show help for every subcommand");
     GlobalOptions g;
-    app.add_option("-r,--repo", g.repo, "repository (a path or local:PATH); env FSB_REPOSITORY, RESTIC_REPOSITORY");
+    app.add_option("-r,--repo", g.repo,
+                   "repository (a path, local:PATH or s3:...); env FSB_REPOSITORY, RESTIC_REPOSITORY");
     app.add_option("--password-file", g.password_file,
                    "file holding the repository password; env FSB_PASSWORD_FILE, RESTIC_PASSWORD_FILE "
                    "(or FSB_PASSWORD / RESTIC_PASSWORD)");
@@ -31,6 +32,10 @@ int Main(int argc, char** argv) {
     app.add_option("--pack-size", g.pack_size_mib, "target pack size in MiB (4-128)");
     app.add_flag("--no-lock", g.no_lock, "do not lock the repository (read-only commands only)");
     app.add_option("--retry-lock", g.retry_lock, "wait this long for a conflicting lock (e.g. 5m)");
+    app.add_option("--cacert", g.cacert, "file of PEM CA certificates to trust for https backends");
+    app.add_flag("--insecure-tls", g.insecure_tls,
+                 "skip TLS certificate verification (testing only)");
+    app.add_option("-o,--option", g.options, "backend option key=value (s3.region=REGION)");
     std::vector<Command> commands;
     AddInitCommand(app, g, commands);
     AddBackupCommand(app, g, commands);

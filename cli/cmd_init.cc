@@ -21,7 +21,9 @@ void AddInitCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out) 
                    if (!pw.ok()) return Fail(g, pw.status());
                    Result<repo::RepositoryOptions> ro = RepositoryOptionsFrom(g);
                    if (!ro.ok()) return Fail(g, ro.status());
-                   auto be = repo::OpenBackend(*where, /*create=*/true);
+                   Result<repo::BackendOptions> bo = BackendOptionsFrom(g);
+                   if (!bo.ok()) return Fail(g, bo.status());
+                   auto be = repo::OpenBackend(*where, /*create=*/true, *bo);
                    if (!be.ok()) return Fail(g, be.status());
                    repo::InitOptions init;
                    init.version = o->version;

@@ -71,11 +71,27 @@ Result<repo::RepositoryOptions> RepositoryOptionsFrom(const GlobalOptions& g) {
   return o;
 }
 
+Result<repo::BackendOptions> BackendOptionsFrom(const GlobalOptions& g) {
+  repo::BackendOptions o{.ca_file = g.cacert, .insecure_tls = g.insecure_tls, .s3_region = {}};
+  for (const std::string& kv : g.options) {
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    if (key == "s3.region" && eq != std::string::npos) {
+      o.s3_region = kv.substr(eq + 1);
+    } else {
+      return Status::InvalidArgument("invalid option -o \"" + kv +
+                                     "\": known options: s3.region=REGION");
+    }
+  }
+  return o;
+}
+
 Result<std::unique_ptr<repo::Repository>> OpenRepository(const GlobalOptions& g) {
   FSB_ASSIGN_OR_RETURN(std::string where, ResolveRepository(g));
   FSB_ASSIGN_OR_RETURN(repo::RepositoryOptions opts, RepositoryOptionsFrom(g));
   FSB_ASSIGN_OR_RETURN(Secret<std::string> password, ResolvePassword(g));
-  FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::Backend> be, repo::OpenBackend(where, false));
+  FSB_ASSIGN_OR_RETURN(repo::BackendOptions bo, BackendOptionsFrom(g));
+  FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::Backend> be, repo::OpenBackend(where, false, bo));
   return repo::Repository::Open(std::move(be), password, opts);
 }
 

@@ -32,6 +32,9 @@ struct GlobalOptions {
   uint64_t pack_size_mib = 16;
   bool no_lock = false;
   std::string retry_lock = "0s";
+  std::string cacert;                // --cacert: CA certificates for https backends
+  bool insecure_tls = false;         // --insecure-tls
+  std::vector<std::string> options;  // -o key=value (restic's extended options: s3.region)
 };
 
 struct Command {
@@ -56,6 +59,8 @@ Result<std::string> ResolveRepository(const GlobalOptions& g);
 // file's surrounding white space is trimmed (restic does the same).
 Result<Secret<std::string>> ResolvePassword(const GlobalOptions& g);
 Result<repo::RepositoryOptions> RepositoryOptionsFrom(const GlobalOptions& g);
+// --cacert, --insecure-tls and -o; kInvalidArgument for an unknown or malformed -o.
+Result<repo::BackendOptions> BackendOptionsFrom(const GlobalOptions& g);
 // Opens the repository named by the options.
 Result<std::unique_ptr<repo::Repository>> OpenRepository(const GlobalOptions& g);
 // Takes the repository lock unless --no-lock (only for read-only commands).
