@@ -17,8 +17,10 @@
 
 #include "repo/backend/backend.h"
 #include "repo/backend/local/local_backend.h"
+#include "repo/backend/s3/s3_backend.h"
 #include "tests/support/faulty_backend.h"
 #include "tests/support/mem_backend.h"
+#include "tests/support/s3_server.h"
 #include "tests/support/test_util.h"
 
 namespace fsb::repo {
@@ -76,6 +78,32 @@ class FaultyOverMemEnv : public BackendEnv {
   FaultyBackend faulty_{mem_};
 };
 
+// S3Backend against the shared s3rver 3.7.1 (plain http), each env in a bucket of its own that
+// Create() makes; optionally under a prefix.
+class S3Env : public BackendEnv {
+ public:
+  explicit S3Env(std::string prefix) {
+    std::string why;
+    testing::S3Server* server = testing::SharedS3Server(&why);
+    if (server == nullptr) {
+      if (testing::InteropRequired()) ADD_FAILURE() << "s3rver required but unavailable: " << why;
+      skip_reason = "no s3rver: " + why;
+      return;
+    }
+    Result<std::unique_ptr<S3Backend>> be =
+        S3Backend::Open(testing::TestS3Config(*server, testing::UniqueBucketName(), prefix));
+    if (!be.ok()) {
+      ADD_FAILURE() << "open s3 backend: " << be.status().ToString();
+      return;
+    }
+    s3_ = std::move(be).value();
+  }
+  Backend& backend() override { return *s3_; }
+
+ private:
+  std::unique_ptr<S3Backend> s3_;
+};
+
 struct BackendParam {
   std::string name;
   std::function<std::unique_ptr<BackendEnv>()> make;
@@ -86,6 +114,8 @@ const std::vector<BackendParam>& Backends() {
       {"Mem", [] { return std::make_unique<MemEnv>(); }},
       {"Local", [] { return std::make_unique<LocalEnv>(); }},
       {"FaultyOverMem", [] { return std::make_unique<FaultyOverMemEnv>(); }},
+      {"S3", [] { return std::make_unique<S3Env>(""); }},
+      {"S3WithPrefix", [] { return std::make_unique<S3Env>("velero/restic/app-ns"); }},
   };
   return kBackends;
 }
