@@ -122,11 +122,12 @@ class Tool:
         self.name = name
         self.env = dict(os.environ, RESTIC_PASSWORD_FILE=pwfile, FSB_PASSWORD_FILE=pwfile)
         self.cache = os.path.join(work, "restic-cache")
+        self.extra = []  # backend flags (--cacert ...)
 
     def cmd(self, repo, *args):
         if self.name == "fsb":
-            return [FSB, "-r", repo, "-q"] + list(args)
-        return [RESTIC, "-r", repo, "--cache-dir", self.cache, "-q"] + list(args)
+            return [FSB, "-r", repo, "-q"] + self.extra + list(args)
+        return [RESTIC, "-r", repo, "--cache-dir", self.cache, "-q"] + self.extra + list(args)
 
     def init(self, repo):
         shutil.rmtree(repo, ignore_errors=True)
@@ -140,10 +141,92 @@ class Tool:
         return timed(self.cmd(repo, "restore", "latest", "--target", target), env=self.env)
 
 
+S3_LAUNCHER = r"""
+const [moduleDir, dir, bucket, key, cert] = process.argv.slice(2);
+const S3rver = require(moduleDir);
+require('fs').mkdirSync(dir, { recursive: true });
+new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true, vhostBuckets: false,
+             configureBuckets: [{ name: bucket, configs: [] }],
+             key: require('fs').readFileSync(key), cert: require('fs').readFileSync(cert) })
+  .run().then((a) => console.log(`listening ${a.address}:${a.port}`));
+"""
+
+
+class S3rver:
+    """s3rver 3.7.1 (installed by scripts/setup into .cache/npm) over TLS on 127.0.0.1: restic 0.14
+    only works with s3rver over TLS, so both tools use https with a CA made here."""
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "s3")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.key, self.crt = os.path.join(self.dir, "tls.key"), os.path.join(self.dir, "tls.crt")
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", self.crt,
+            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        module = os.path.join(ROOT, ".cache", "npm", "node_modules", "s3rver")
+        if not os.path.exists(module):
+            sys.exit("bench: s3rver missing: run scripts/setup")
+        launcher = os.path.join(self.dir, "launch.js")
+        with open(launcher, "w") as f:
+            f.write(S3_LAUNCHER)
+        self.proc = subprocess.Popen(["node", "--openssl-legacy-provider", launcher, module,
+                                      os.path.join(self.dir, "data"), "bench", self.key, self.crt],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening" not in line:
+            sys.exit(f"bench: s3rver did not start: {line}")
+        self.port = int(line.strip().rsplit(":", 1)[1])
+
+    def repo(self, name):
+        return f"s3:https://127.0.0.1:{self.port}/bench/{name}"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def bench_s3(work, tools, data, runs):
+    """Initial backup and restore of `data` into s3rver, both tools over TLS, best of `runs`."""
+    server = S3rver(work)
+    res = {t.name: {} for t in tools}
+    try:
+        for t in tools:
+            t.env.update(AWS_ACCESS_KEY_ID="S3RVER", AWS_SECRET_ACCESS_KEY="S3RVER", AWS_CA_BUNDLE=server.crt)
+            t.extra = ["--cacert", server.crt] + (["-o", "s3.region=us-east-1"] if t.name == "restic" else [])
+        for op in ["initial backup (s3)", "restore (s3)"]:
+            for r in range(runs):
+                for t in tools:
+                    repo = server.repo(f"{t.name}-{r}" if op.startswith("initial") else f"{t.name}-0")
+                    if op.startswith("initial"):
+                        sh(t.cmd(repo, "init"), env=t.env, stdout=subprocess.DEVNULL)
+                        m = t.backup(repo, data)
+                    else:
+                        m = t.restore(repo, os.path.join(work, f"restore-s3-{t.name}"))
+                    best = res[t.name].get(op)
+                    res[t.name][op] = (min(best[0], m[0]) if best else m[0], max(best[1], m[1]) if best else m[1])
+                    print(f"bench: s3      {op:18} {t.name:6} run {r + 1}: {m[0]:7.2f} s  {m[1] / 1024:7.1f} MiB",
+                          flush=True)
+        chk = subprocess.run(tools[0].cmd(server.repo("fsb-0"), "check", "--read-data"), env=tools[0].env,
+                             capture_output=True, text=True)
+        if chk.returncode != 0:
+            sys.exit(f"bench: restic check --read-data FAILED on fsb's S3 repository:\n{chk.stdout}{chk.stderr}")
+        diff = subprocess.run(["diff", "-r", "-q", "--no-dereference", data, os.path.join(work, "restore-s3-fsb")],
+                              capture_output=True, text=True)
+        if diff.returncode != 0:
+            sys.exit(f"bench: fsb's S3 restore differs from the source:\n{diff.stdout[-3000:]}")
+    finally:
+        server.stop()
+        for t in tools:
+            t.extra = []
+    return [("source via s3rver (TLS)", op, res["restic"][op], res["fsb"][op]) for op in res["fsb"]]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small datasets (smoke run)")
-    ap.add_argument("--datasets", default="source,large,small")
+    ap.add_argument("--datasets", default="source,large,small,s3",
+                    help="any of source, large, small, s3 (the source dataset through s3rver)")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     args = ap.parse_args()
@@ -160,6 +243,13 @@ def main():
     makers = {"source": make_source, "large": make_large, "small": make_small}
     rows = []
     for ds in args.datasets.split(","):
+        if ds == "s3":
+            src = os.path.join(work, "data", "source")
+            if not os.path.isdir(src):
+                make_source(src, args.quick)
+            entries = os.listdir(src)
+            rows += bench_s3(work, tools, os.path.join(src, entries[0]) if len(entries) == 1 else src, args.runs)
+            continue
         data = os.path.join(work, "data", ds)
         if not os.path.isdir(data):
             print(f"bench: generating {ds} ...", flush=True)

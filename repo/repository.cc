@@ -274,10 +274,46 @@ bool Repository::ReserveBlob(BlobType type, const Id& id) {
   return reserved_[static_cast<int>(type)].insert(id).second;
 }
 
+Result<std::shared_ptr<const Bytes>> Repository::LoadTreePack(const Id& id) {
+  {
+    std::lock_guard l(tree_cache_mu_);
+    for (auto it = tree_cache_.begin(); it != tree_cache_.end(); ++it) {
+      if (it->first == id) {
+        tree_cache_.splice(tree_cache_.begin(), tree_cache_, it);
+        return tree_cache_.front().second;
+      }
+    }
+  }
+  FSB_ASSIGN_OR_RETURN(Bytes data, backend_->Load(Handle{FileType::kPack, id.Hex()}, 0, 0));
+  auto shared = std::make_shared<const Bytes>(std::move(data));
+  std::lock_guard l(tree_cache_mu_);
+  tree_cache_.emplace_front(id, shared);
+  tree_cache_bytes_ += shared->size();
+  while (tree_cache_bytes_ > options_.tree_pack_cache_bytes && tree_cache_.size() > 1) {
+    tree_cache_bytes_ -= tree_cache_.back().second->size();
+    tree_cache_.pop_back();
+  }
+  return shared;
+}
+
 Result<Bytes> Repository::LoadBlob(BlobType type, const Id& id) {
   std::optional<BlobLocation> loc = FindBlob(type, id);
   if (!loc) {
     return Status::NotFound(fmt::format("{} blob {} not found in index", BlobTypeName(type), id.Short()));
+  }
+  if (type == BlobType::kTree && options_.tree_pack_cache_bytes > 0) {
+    Result<std::shared_ptr<const Bytes>> pack = LoadTreePack(loc->pack);
+    if (!pack.ok()) {
+      return pack.status().WithContext(fmt::format("load tree blob {} from pack {}", id.Short(), loc->pack.Short()));
+    }
+    const Bytes& p = **pack;
+    if (uint64_t(loc->blob.offset) + loc->blob.length > p.size()) {
+      return Status::Corruption(fmt::format("pack {}: tree blob {} lies beyond the pack's end", loc->pack.Short(),
+                                            id.Short()));
+    }
+    Result<Bytes> plain = DecodeBlob(key_, loc->blob, ByteView(p).subspan(loc->blob.offset, loc->blob.length));
+    if (!plain.ok()) return plain.status().WithContext(fmt::format("pack {}", loc->pack.Short()));
+    return plain;
   }
   Result<Bytes> stored =
       backend_->Load(Handle{FileType::kPack, loc->pack.Hex()}, loc->blob.offset, loc->blob.length);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -44,6 +45,10 @@ struct RepositoryOptions {
   uint64_t pack_size = 16u << 20;
   // Threads that load index files at open; index files are independent.
   int index_load_threads = 4;
+  // Whole tree packs kept in memory: a walk over trees (restore, ls, a parent snapshot) then costs
+  // one request per tree pack instead of one per directory, which matters on S3 (restic keeps
+  // tree packs in its on-disk cache for the same reason).
+  uint64_t tree_pack_cache_bytes = 64u << 20;
 };
 
 struct InitOptions {
@@ -120,6 +125,13 @@ class Repository {
   CryptoKey key_;
   Config config_;
   RepositoryOptions options_;
+
+  // Returns the whole pack `id`, from the tree pack cache or loaded (and cached).
+  Result<std::shared_ptr<const Bytes>> LoadTreePack(const Id& id);
+
+  std::mutex tree_cache_mu_;
+  std::list<std::pair<Id, std::shared_ptr<const Bytes>>> tree_cache_;  // guarded; most recent first
+  uint64_t tree_cache_bytes_ = 0;                                     // guarded by tree_cache_mu_
 
   mutable std::shared_mutex index_mu_;
   Index index_;                                           // guarded by index_mu_

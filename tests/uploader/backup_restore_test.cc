@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <map>
 
 #include "repo/check.h"
 #include "repo/pack_saver.h"
@@ -272,6 +274,27 @@ TEST_F(BackupRestoreTest, SparseFileChunksLikeItsDenseCopyAndRestoresSparse) {
   EXPECT_EQ(testing::ReadFileToString(out / "sparse"), AsString(dense));
   ASSERT_EQ(stat((out / "sparse").c_str(), &st), 0);
   EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(4) << 20);
+}
+
+TEST_F(BackupRestoreTest, TreeWalkLoadsEachTreePackOnce) {
+  for (int i = 0; i < 60; i++) Write(src_ / ("d" + std::to_string(i)) / "sub" / "f", ToBytes(std::to_string(i)));
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok());
+  faulty_->ResetCounts();
+  int trees = 0;
+  std::function<void(const repo::Id&)> walk = [&](const repo::Id& id) {
+    auto nodes = repo_->LoadTree(id);
+    ASSERT_TRUE(nodes.ok()) << nodes.status().ToString();
+    trees++;
+    for (const auto& n : *nodes)
+      if (n.subtree) walk(*n.subtree);
+  };
+  walk(sum->snapshot.tree);
+  EXPECT_EQ(trees, 1 + 60 * 2);
+  // 121 trees, all in one tree pack: one request, not one per directory.
+  std::map<std::string, int> loads = faulty_->CallsByPath(testing::BackendOp::kLoad);
+  ASSERT_EQ(loads.size(), 1u);
+  EXPECT_EQ(loads.begin()->second, 1);
 }
 
 TEST_F(BackupRestoreTest, HostileTreeNamesCannotEscapeTarget) {
