@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
+#include "repo/internal/json_reader.h"
 
 namespace fsb::repo {
 namespace {
@@ -125,102 +125,165 @@ std::string EncodeIndexFile(const IndexFile& f) {
 
 namespace {
 
-using json = nlohmann::json;
+using internal::JsonReader;
 
-Result<uint32_t> U32Field(const json& j, const char* key, bool required) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    if (required) return Status::Corruption(fmt::format("index: missing field {}", key));
-    return 0u;
-  }
-  if (!it->is_number_unsigned() || it->get<uint64_t>() > UINT32_MAX) {
-    return Status::Corruption(fmt::format("index: field {} is not a 32-bit unsigned number", key));
-  }
-  return static_cast<uint32_t>(it->get<uint64_t>());
-}
+// Index files hold up to 150 000 blobs (tens of MB of JSON): they are read with the streaming
+// reader, never as a DOM (nlohmann's DOM of one such file takes ~10x its size in memory).
+struct IndexParser {
+  JsonReader r;
+  uint32_t version;
+  std::string key_scratch, value_scratch;
 
-Result<Id> IdField(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) {
-    return Status::Corruption(fmt::format("index: missing or non-string field {}", key));
+  Result<Id> ReadId(const char* field) {
+    std::string_view s;
+    Status st = r.ReadString(s, value_scratch);
+    if (!st.ok()) return Status::Corruption("index: " + std::string(field) + ": " + st.message());
+    Result<Id> id = Id::FromHex(s);
+    if (!id.ok()) return Status::Corruption("index: " + std::string(field) + ": " + id.status().message());
+    return id;
   }
-  Result<Id> id = Id::FromHex(it->get_ref<const std::string&>());
-  if (!id.ok()) return Status::Corruption("index: " + id.status().message());
-  return id;
-}
 
-Result<IndexFile::Pack> ParsePack(const json& p, uint32_t repo_version) {
-  if (!p.is_object()) return Status::Corruption("index: pack entry is not an object");
-  IndexFile::Pack pack;
-  FSB_ASSIGN_OR_RETURN(pack.id, IdField(p, "id"));
-  auto blobs = p.find("blobs");
-  if (blobs == p.end() || !blobs->is_array()) {
-    return Status::Corruption(fmt::format("index: pack {} has no blobs array", pack.id.Short()));
-  }
-  pack.blobs.reserve(blobs->size());
-  for (const json& b : *blobs) {
-    if (!b.is_object()) return Status::Corruption("index: blob entry is not an object");
-    PackedBlob pb;
-    FSB_ASSIGN_OR_RETURN(pb.id, IdField(b, "id"));
-    auto type = b.find("type");
-    if (type == b.end() || !type->is_string()) return Status::Corruption("index: blob without type");
-    const std::string& t = type->get_ref<const std::string&>();
-    if (t == "data") {
-      pb.type = BlobType::kData;
-    } else if (t == "tree") {
-      pb.type = BlobType::kTree;
-    } else {
-      return Status::Corruption(fmt::format("index: blob {} has invalid type \"{}\"", pb.id.Short(), t));
+  Result<uint32_t> ReadU32(const char* field) {
+    uint64_t v = 0;
+    Status st = r.ReadUint(UINT32_MAX, v);
+    if (!st.ok()) {
+      return Status::Corruption(fmt::format("index: field {} is not a 32-bit unsigned number ({})", field,
+                                            st.message()));
     }
-    FSB_ASSIGN_OR_RETURN(pb.offset, U32Field(b, "offset", true));
-    FSB_ASSIGN_OR_RETURN(pb.length, U32Field(b, "length", true));
-    FSB_ASSIGN_OR_RETURN(pb.uncompressed_length, U32Field(b, "uncompressed_length", false));
-    if (pb.uncompressed_length != 0 && repo_version < 2) {
+    return static_cast<uint32_t>(v);
+  }
+
+  Result<PackedBlob> ParseBlob() {
+    FSB_RETURN_IF_ERROR(Wrap(r.Expect('{')));
+    PackedBlob b;
+    bool first = true, has = false, have_id = false, have_type = false, have_off = false, have_len = false;
+    for (;;) {
+      std::string_view key;
+      FSB_RETURN_IF_ERROR(Wrap(r.NextMember(first, has, key, key_scratch)));
+      if (!has) break;
+      if (key == "id") {
+        FSB_ASSIGN_OR_RETURN(b.id, ReadId("blob id"));
+        have_id = true;
+      } else if (key == "type") {
+        std::string_view t;
+        FSB_RETURN_IF_ERROR(Wrap(r.ReadString(t, value_scratch)));
+        if (t == "data") {
+          b.type = BlobType::kData;
+        } else if (t == "tree") {
+          b.type = BlobType::kTree;
+        } else {
+          return Status::Corruption(fmt::format("index: blob has invalid type \"{}\"", t));
+        }
+        have_type = true;
+      } else if (key == "offset") {
+        FSB_ASSIGN_OR_RETURN(b.offset, ReadU32("offset"));
+        have_off = true;
+      } else if (key == "length") {
+        FSB_ASSIGN_OR_RETURN(b.length, ReadU32("length"));
+        have_len = true;
+      } else if (key == "uncompressed_length") {
+        if (!r.TryNull()) {
+          FSB_ASSIGN_OR_RETURN(b.uncompressed_length, ReadU32("uncompressed_length"));
+        }
+      } else {
+        FSB_RETURN_IF_ERROR(Wrap(r.SkipValue()));  // unknown fields are ignored, as restic does
+      }
+    }
+    if (!have_id || !have_type || !have_off || !have_len) {
+      return Status::Corruption("index: blob entry misses id, type, offset or length");
+    }
+    if (b.uncompressed_length != 0 && version < 2) {
       return Status::Corruption("index uses feature not supported by repository version 1");
     }
-    if (pb.length < 32) {
-      return Status::Corruption(fmt::format("index: blob {} has length {} below 32", pb.id.Short(), pb.length));
+    if (b.length < kCryptoOverhead) {
+      return Status::Corruption(fmt::format("index: blob {} has length {} below 32", b.id.Short(), b.length));
     }
-    pack.blobs.push_back(pb);
+    return b;
   }
-  return pack;
-}
+
+  Result<IndexFile::Pack> ParsePack() {
+    FSB_RETURN_IF_ERROR(Wrap(r.Expect('{')));
+    IndexFile::Pack pack;
+    bool first = true, has = false, have_id = false, have_blobs = false;
+    for (;;) {
+      std::string_view key;
+      FSB_RETURN_IF_ERROR(Wrap(r.NextMember(first, has, key, key_scratch)));
+      if (!has) break;
+      if (key == "id") {
+        FSB_ASSIGN_OR_RETURN(pack.id, ReadId("pack id"));
+        have_id = true;
+      } else if (key == "blobs") {
+        FSB_RETURN_IF_ERROR(Wrap(r.Expect('[')));
+        bool efirst = true, ehas = false;
+        for (;;) {
+          FSB_RETURN_IF_ERROR(Wrap(r.NextElement(efirst, ehas)));
+          if (!ehas) break;
+          FSB_ASSIGN_OR_RETURN(PackedBlob b, ParseBlob());
+          pack.blobs.push_back(b);
+        }
+        have_blobs = true;
+      } else {
+        FSB_RETURN_IF_ERROR(Wrap(r.SkipValue()));
+      }
+    }
+    if (!have_id) return Status::Corruption("index: pack entry without id");
+    if (!have_blobs) return Status::Corruption(fmt::format("index: pack {} has no blobs array", pack.id.Short()));
+    return pack;
+  }
+
+  Status ParsePacks(IndexFile& f) {
+    if (r.TryNull()) return Status::Ok();
+    FSB_RETURN_IF_ERROR(Wrap(r.Expect('[')));
+    bool first = true, has = false;
+    for (;;) {
+      FSB_RETURN_IF_ERROR(Wrap(r.NextElement(first, has)));
+      if (!has) return Status::Ok();
+      FSB_ASSIGN_OR_RETURN(IndexFile::Pack p, ParsePack());
+      f.packs.push_back(std::move(p));
+    }
+  }
+
+  static Status Wrap(Status s) {
+    if (s.ok()) return s;
+    return Status::Corruption("index: " + s.message());
+  }
+};
 
 }  // namespace
 
 Result<IndexFile> DecodeIndexFile(ByteView data, uint32_t repo_version) {
-  json j = json::parse(data.begin(), data.end(), nullptr, false);
-  if (j.is_discarded()) return Status::Corruption("index: malformed JSON");
+  IndexParser p{JsonReader(AsString(data)), repo_version, {}, {}};
   IndexFile f;
-  const json* packs = nullptr;
-  if (j.is_array()) {
-    packs = &j;  // legacy format (restic < 0.2): the packs array itself
-  } else if (j.is_object()) {
-    auto it = j.find("packs");
-    if (it == j.end() || !(it->is_array() || it->is_null())) {
-      return Status::Corruption("index: missing packs array");
-    }
-    packs = &*it;
-    auto sup = j.find("supersedes");
-    if (sup != j.end() && !sup->is_null()) {
-      if (!sup->is_array()) return Status::Corruption("index: supersedes is not an array");
-      for (const json& s : *sup) {
-        if (!s.is_string()) return Status::Corruption("index: supersedes entry is not a string");
-        Result<Id> id = Id::FromHex(s.get_ref<const std::string&>());
-        if (!id.ok()) return Status::Corruption("index: supersedes: " + id.status().message());
-        f.supersedes.push_back(*id);
+  if (p.r.Peek() == '[') {
+    FSB_RETURN_IF_ERROR(p.ParsePacks(f));  // legacy format (restic < 0.2): the packs array itself
+  } else {
+    if (p.r.Peek() != '{') return Status::Corruption("index: top level is neither object nor array");
+    FSB_RETURN_IF_ERROR(IndexParser::Wrap(p.r.Expect('{')));
+    bool first = true, has = false, have_packs = false;
+    for (;;) {
+      std::string_view key;
+      FSB_RETURN_IF_ERROR(IndexParser::Wrap(p.r.NextMember(first, has, key, p.key_scratch)));
+      if (!has) break;
+      if (key == "packs") {
+        FSB_RETURN_IF_ERROR(p.ParsePacks(f));
+        have_packs = true;
+      } else if (key == "supersedes") {
+        if (p.r.TryNull()) continue;
+        FSB_RETURN_IF_ERROR(IndexParser::Wrap(p.r.Expect('[')));
+        bool efirst = true, ehas = false;
+        for (;;) {
+          FSB_RETURN_IF_ERROR(IndexParser::Wrap(p.r.NextElement(efirst, ehas)));
+          if (!ehas) break;
+          FSB_ASSIGN_OR_RETURN(Id id, p.ReadId("supersedes"));
+          f.supersedes.push_back(id);
+        }
+      } else {
+        FSB_RETURN_IF_ERROR(IndexParser::Wrap(p.r.SkipValue()));
       }
     }
-  } else {
-    return Status::Corruption("index: top level is neither object nor array");
+    if (!have_packs) return Status::Corruption("index: missing packs array");
   }
-  if (packs->is_array()) {
-    f.packs.reserve(packs->size());
-    for (const json& p : *packs) {
-      FSB_ASSIGN_OR_RETURN(IndexFile::Pack pack, ParsePack(p, repo_version));
-      f.packs.push_back(std::move(pack));
-    }
-  }
+  if (!p.r.AtEnd()) return Status::Corruption("index: trailing data after the JSON document");
   return f;
 }
 
