@@ -71,7 +71,8 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<Backend> ba
   Result<Bytes> config_sealed = backend->Load(Handle::Config(), 0, 0);
   if (!config_sealed.ok()) {
     if (config_sealed.status().code() == StatusCode::kNotFound) {
-      return Status::NotFound(fmt::format("repository {}: no config file (not a repository?)", where));
+      return Status::NotFound(fmt::format("repository {}: no config file (not a repository?): {}", where,
+                                          config_sealed.status().message()));
     }
     return config_sealed.status().WithContext(fmt::format("repository {}: load config", where));
   }
