@@ -49,11 +49,9 @@ void AddBackupCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out
   sub->add_flag("--with-atime", o->with_atime, "store the files' access times");
   sub->add_option("--workers", o->workers, "file workers (default: number of CPUs)");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    repo::Repository& repo = **r;
-    auto lock = LockRepository(g, repo, /*exclusive=*/false, /*allow_no_lock=*/false);
-    if (!lock.ok()) return Fail(g, lock.status());
+    Result<LockedRepository> opened = OpenLockedRepository(g, /*exclusive=*/false, /*allow_no_lock=*/false);
+    if (!opened.ok()) return Fail(g, opened.status());
+    repo::Repository& repo = *opened->repo;
     if (Status s = repo.LoadIndex(); !s.ok()) return Fail(g, s.WithContext("load index"));
     uploader::BackupOptions bo;
     bo.targets = o->paths;

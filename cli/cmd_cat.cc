@@ -36,11 +36,9 @@ void AddCatCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out) {
   sub->add_option("type", o->type, "config, masterkey, snapshot, index, key, blob, pack or tree")->required();
   sub->add_option("id", o->id, "object ID (or snapshot reference for tree)");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    repo::Repository& repo = **r;
-    auto lock = LockRepository(g, repo, false, true);
-    if (!lock.ok()) return Fail(g, lock.status());
+    Result<LockedRepository> opened = OpenLockedRepository(g, false, true);
+    if (!opened.ok()) return Fail(g, opened.status());
+    repo::Repository& repo = *opened->repo;
     const std::string& t = o->type;
     auto need_id = [&]() -> Result<repo::Id> {
       if (o->id.empty()) return Status::InvalidArgument("cat " + t + ": an ID is required");

@@ -18,13 +18,11 @@ void AddCheckCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out)
   sub->add_flag("--read-data", o->read_data, "read and verify every pack");
   sub->add_option("--read-data-subset", o->subset, "read subset n/m of the packs");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    repo::Repository& repo = **r;
     // restic 0.14's check takes an exclusive lock; a shared one is enough to keep prune away
     // while letting backups continue.
-    auto lock = LockRepository(g, repo, false, false);
-    if (!lock.ok()) return Fail(g, lock.status());
+    Result<LockedRepository> opened = OpenLockedRepository(g, false, false);
+    if (!opened.ok()) return Fail(g, opened.status());
+    repo::Repository& repo = *opened->repo;
     repo::CheckOptions co;
     co.read_data = o->read_data;
     if (!o->subset.empty()) {

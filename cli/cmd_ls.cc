@@ -39,11 +39,9 @@ void AddLsCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out) {
   sub->add_option("snapshot", o->snapshot, "snapshot ID, prefix or \"latest\", optionally :SUBPATH")->required();
   sub->add_flag("-l,--long", o->long_format, "long listing");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    repo::Repository& repo = **r;
-    auto lock = LockRepository(g, repo, false, true);
-    if (!lock.ok()) return Fail(g, lock.status());
+    Result<LockedRepository> opened = OpenLockedRepository(g, false, true);
+    if (!opened.ok()) return Fail(g, opened.status());
+    repo::Repository& repo = *opened->repo;
     Result<SnapshotRef> ref = ResolveSnapshotRef(repo, o->snapshot);
     if (!ref.ok()) return Fail(g, ref.status());
     const repo::Id* sid = &ref->id;

@@ -27,11 +27,9 @@ void AddRestoreCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& ou
   sub->add_flag("--verify", o->verify, "read back restored files and check their content");
   sub->add_option("--workers", o->workers, "parallel pack readers/writers");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    repo::Repository& repo = **r;
-    auto lock = LockRepository(g, repo, false, true);
-    if (!lock.ok()) return Fail(g, lock.status());
+    Result<LockedRepository> opened = OpenLockedRepository(g, false, true);
+    if (!opened.ok()) return Fail(g, opened.status());
+    repo::Repository& repo = *opened->repo;
     Result<SnapshotRef> ref = ResolveSnapshotRef(repo, o->snapshot);
     if (!ref.ok()) return Fail(g, ref.status());
     const repo::Id* sid = &ref->id;

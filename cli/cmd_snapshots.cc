@@ -21,11 +21,9 @@ void AddSnapshotsCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& 
   sub->add_option("-H,--host", o->hosts, "only snapshots of this host");
   sub->add_option("--latest", o->latest, "only the last N snapshots (per host and paths)");
   out.push_back({sub, [&g, o]() -> int {
-    auto r = OpenRepository(g);
-    if (!r.ok()) return Fail(g, r.status());
-    auto lock = LockRepository(g, **r, false, true);
-    if (!lock.ok()) return Fail(g, lock.status());
-    Result<std::vector<SnapshotWithId>> all = LoadSnapshots(**r);
+    Result<LockedRepository> opened = OpenLockedRepository(g, false, true);
+    if (!opened.ok()) return Fail(g, opened.status());
+    Result<std::vector<SnapshotWithId>> all = LoadSnapshots(*opened->repo);
     if (!all.ok()) return Fail(g, all.status());
     std::vector<SnapshotWithId> list;
     for (auto& s : *all) {

@@ -102,6 +102,13 @@ Result<std::unique_ptr<repo::RepoLock>> LockRepository(const GlobalOptions& g, r
   return repo::RepoLock::Acquire(r, exclusive, retry);
 }
 
+Result<LockedRepository> OpenLockedRepository(const GlobalOptions& g, bool exclusive, bool allow_no_lock) {
+  LockedRepository out;
+  FSB_ASSIGN_OR_RETURN(out.repo, OpenRepository(g));
+  FSB_ASSIGN_OR_RETURN(out.lock, LockRepository(g, *out.repo, exclusive, allow_no_lock));
+  return out;
+}
+
 int Fail(const GlobalOptions& g, const Status& s) {
   if (g.json) {
     std::string msg;

@@ -67,6 +67,15 @@ Result<std::unique_ptr<repo::Repository>> OpenRepository(const GlobalOptions& g)
 Result<std::unique_ptr<repo::RepoLock>> LockRepository(const GlobalOptions& g, repo::Repository& r,
                                                        bool exclusive, bool allow_no_lock);
 
+// An open repository and the lock held on it; the lock is released (member order) before the
+// repository closes.
+struct LockedRepository {
+  std::unique_ptr<repo::Repository> repo;
+  std::unique_ptr<repo::RepoLock> lock;  // null with --no-lock
+};
+// OpenRepository + LockRepository.
+Result<LockedRepository> OpenLockedRepository(const GlobalOptions& g, bool exclusive, bool allow_no_lock);
+
 // Prints "fsb: <message>" on stderr (or a JSON error object with --json) and returns kExitFatal.
 int Fail(const GlobalOptions& g, const Status& s);
 // Parses "90s", "5m", "2h", "1h30m".
