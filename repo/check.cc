@@ -200,7 +200,11 @@ Result<CheckResult> RunCheck(Repository& repo, const CheckOptions& options,
               error(header.status().message());
             } else {
               for (const PackedBlob& h : *header) {
-                bool found = std::any_of(idx.begin(), idx.end(), [&](const PackedBlob& b) { return b == h; });
+                // idx is sorted by offset (step 2): look at the entries at h's offset only.
+                auto [lo, hi] = std::equal_range(
+                    idx.begin(), idx.end(), h,
+                    [](const PackedBlob& a, const PackedBlob& b) { return a.offset < b.offset; });
+                bool found = std::any_of(lo, hi, [&](const PackedBlob& b) { return b == h; });
                 if (!found) {
                   error(fmt::format("pack {}: blob {} is not contained in the index or its position is wrong",
                                     id.Short(), h.id.Short()));
