@@ -185,6 +185,19 @@ RepoLock::~RepoLock() {
 }
 
 Result<int> RemoveLocks(Repository& repo, bool remove_all) {
+  if (remove_all) {
+    // Every lock file, also those that cannot be read (a crash mid-write, another tool's format).
+    std::vector<std::string> names;
+    FSB_RETURN_IF_ERROR(repo.backend().List(FileType::kLock, [&](const FileInfo& fi) {
+      names.push_back(fi.name);
+      return Status::Ok();
+    }));
+    for (const std::string& n : names) {
+      Status s = repo.backend().Remove(Handle{FileType::kLock, n});
+      if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+    }
+    return static_cast<int>(names.size());
+  }
   FSB_ASSIGN_OR_RETURN(auto locks, ListLocks(repo));
   const std::string host = Hostname();
   int64_t now = NowSec();

@@ -95,6 +95,20 @@ TEST_F(LockTest, UnlockRemovesOnlyStaleUnlessAll) {
   EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
 }
 
+TEST_F(LockTest, RemoveAllAlsoRemovesUnreadableLocks) {
+  PlantLock(Other(false, 10));
+  Bytes junk = Seal(repo_->key(), AsBytes("not json"));
+  ASSERT_TRUE(mem_->Save(Handle{FileType::kLock, Id::Hash(junk).Hex()}, junk).ok());
+  EXPECT_EQ(ListLocks(*repo_)->size(), 1u);  // the unreadable one is not a lock anyone honours
+  EXPECT_EQ(*RemoveLocks(*repo_, true), 2);
+  int left = 0;
+  ASSERT_TRUE(mem_->List(FileType::kLock, [&](const FileInfo&) {
+    left++;
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(left, 0);
+}
+
 TEST_F(LockTest, RetryWaitsForTheHolderToGo) {
   Id planted = PlantLock(Other(true, 10));
   std::jthread remover([&] {
