@@ -45,6 +45,7 @@ int Main(int argc, char** argv) {
     AddCatCommand(app, g, commands);
     AddCheckCommand(app, g, commands);
     AddUnlockCommand(app, g, commands);
+    AddForgetCommand(app, g, commands);
     AddVersionCommand(app, g, commands);
     try {
       app.parse(argc, argv);

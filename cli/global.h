@@ -51,6 +51,7 @@ void AddLsCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddCatCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddCheckCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddUnlockCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
+void AddForgetCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddVersionCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 
 // The repository location from the flag or the environment. kInvalidArgument when none is set.
