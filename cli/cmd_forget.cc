@@ -59,8 +59,8 @@ void PrintTable(const std::vector<repo::SnapshotEntry>& list,
   std::vector<Row> rows;
   for (size_t i = list.size(); i-- > 0;) {  // `list` is newest first
     const repo::SnapshotEntry& e = list[i];
-    Row r{e.id.Short(), HumanTime(e.snapshot.time), e.snapshot.hostname,
-          Join(e.snapshot.tags, ","), "", Join(e.snapshot.paths, ",")};
+    Row r{e.id.Short(), HumanTime(e.snapshot.time), e.snapshot.hostname, Join(e.snapshot.tags, ","),
+          "",           Join(e.snapshot.paths, ",")};
     if (reasons && i < reasons->size()) r.reasons = Join((*reasons)[i].matches, ", ");
     rows.push_back(std::move(r));
   }
@@ -71,8 +71,8 @@ void PrintTable(const std::vector<repo::SnapshotEntry>& list,
     reasons_w = std::max(reasons_w, r.reasons.size());
   }
   auto line = [&](const Row& r) {
-    std::string s = fmt::format("{:<8}  {:<19}  {:<{}}  {:<{}}", r.id, r.time, r.host, host_w,
-                                r.tags, tags_w);
+    std::string s =
+        fmt::format("{:<8}  {:<19}  {:<{}}  {:<{}}", r.id, r.time, r.host, host_w, r.tags, tags_w);
     if (!compact) {
       if (reasons) s += fmt::format("  {:<{}}", r.reasons, reasons_w);
       s += "  " + r.paths;
@@ -234,8 +234,8 @@ int RunForget(const GlobalOptions& g, ForgetOptions& o) {
       for (const repo::Id& id : remove_ids) {
         Status s = r.backend().Remove(repo::Handle{repo::FileType::kSnapshot, id.Hex()});
         if (!s.ok()) {
-          return Fail(g, Status(s.code(), fmt::format("remove snapshot {}: {}", id.Short(),
-                                                      s.message())));
+          return Fail(
+              g, Status(s.code(), fmt::format("remove snapshot {}: {}", id.Short(), s.message())));
         }
         log->info("removed snapshot snapshot={}", id.Short());
         if (text && g.verbose >= 2) std::cout << "removed snapshot " << id.Hex() << "\n";
@@ -282,7 +282,8 @@ void AddForgetCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out
   sub->add_flag("-c,--compact", o->compact, "use compact output format");
   sub->add_option("-g,--group-by", o->group_by,
                   "group snapshots by host, paths and/or tags, comma separated ('' for none)");
-  sub->add_flag("-n,--dry-run", o->dry_run, "do not delete anything, just print what would be done");
+  sub->add_flag("-n,--dry-run", o->dry_run,
+                "do not delete anything, just print what would be done");
   sub->add_flag("--prune", o->prune, "run prune afterwards (not implemented yet)");
   sub->add_option("snapshot-id", o->ids, "snapshots to forget (ID, prefix or latest)");
   out.push_back({sub, [&g, o]() -> int { return RunForget(g, *o); }});

@@ -117,7 +117,8 @@ std::vector<std::string> SplitTagList(std::string_view s) {
   size_t start = 0;
   while (true) {
     size_t comma = s.find(',', start);
-    std::string_view part = s.substr(start, comma == std::string_view::npos ? s.npos : comma - start);
+    std::string_view part =
+        s.substr(start, comma == std::string_view::npos ? s.npos : comma - start);
     while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
     while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
     out.emplace_back(part);
@@ -179,12 +180,14 @@ Result<KeepDuration> ParseKeepDuration(std::string_view s) {
     size_t n = 0;
     while (n < s.size() && s[n] >= '0' && s[n] <= '9') n++;
     if (n == 0) {
-      return Status::InvalidArgument(fmt::format("invalid duration \"{}\": no number found", input));
+      return Status::InvalidArgument(
+          fmt::format("invalid duration \"{}\": no number found", input));
     }
     int num = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + n, num);
     if (ec != std::errc() || ptr != s.data() + n) {
-      return Status::InvalidArgument(fmt::format("invalid duration \"{}\": number too large", input));
+      return Status::InvalidArgument(
+          fmt::format("invalid duration \"{}\": number too large", input));
     }
     if (negative) num = -num;
     s.remove_prefix(n);
@@ -206,9 +209,9 @@ Result<KeepDuration> ParseKeepDuration(std::string_view s) {
         d.hours = num;
         break;
       default:
-        return Status::InvalidArgument(fmt::format(
-            "invalid duration \"{}\": invalid unit '{}' after number {} (y, m, d or h)", input,
-            s.front(), num));
+        return Status::InvalidArgument(
+            fmt::format("invalid duration \"{}\": invalid unit '{}' after number {} (y, m, d or h)",
+                        input, s.front(), num));
     }
     s.remove_prefix(1);
   }
@@ -257,8 +260,8 @@ std::string ForgetPolicy::ToString() const {
     s += (s.empty() ? "" : " and ") + std::string("all snapshots with tags ") + lists + "]";
   }
   if (!within.zero()) {
-    s += (s.empty() ? "" : " and ") + fmt::format("all snapshots within {} of the newest",
-                                                   within.ToString());
+    s += (s.empty() ? "" : " and ") +
+         fmt::format("all snapshots within {} of the newest", within.ToString());
   }
   return "keep " + s;
 }
@@ -269,8 +272,8 @@ Status ValidatePolicy(const ForgetPolicy& p) {
                                                 {p.monthly, "monthly"}, {p.yearly, "yearly"}};
   for (const auto& [n, name] : counts) {
     if (n < -1) {
-      return Status::InvalidArgument(
-          fmt::format("--keep-{}: {} is negative (only -1, meaning unlimited, is allowed)", name, n));
+      return Status::InvalidArgument(fmt::format(
+          "--keep-{}: {} is negative (only -1, meaning unlimited, is allowed)", name, n));
     }
   }
   return Status::Ok();
@@ -281,7 +284,8 @@ Result<GroupBy> ParseGroupBy(std::string_view s) {
   size_t start = 0;
   while (true) {
     size_t comma = s.find(',', start);
-    std::string_view opt = s.substr(start, comma == std::string_view::npos ? s.npos : comma - start);
+    std::string_view opt =
+        s.substr(start, comma == std::string_view::npos ? s.npos : comma - start);
     if (opt == "host" || opt == "hosts") {
       g.host = true;
     } else if (opt == "path" || opt == "paths") {
@@ -435,8 +439,7 @@ std::vector<ForgetGroup> PlanForget(std::vector<SnapshotEntry> snapshots, const 
     }
     std::sort(e.snapshot.paths.begin(), e.snapshot.paths.end());
     if (group_by.paths && !e.snapshot.paths.empty()) paths = e.snapshot.paths;
-    Key key{group_by.host ? e.snapshot.hostname : std::string(), std::move(paths),
-            std::move(tags)};
+    Key key{group_by.host ? e.snapshot.hostname : std::string(), std::move(paths), std::move(tags)};
     by_key[std::move(key)].push_back(std::move(e));
   }
   for (auto& [key, list] : by_key) {
@@ -454,7 +457,8 @@ std::string KeepReasonJson(const KeepReason& r) {
   std::string out = "{\"snapshot\":" + EncodeSnapshot(r.snapshot) + ",\"matches\":";
   AppendStringArray(r.matches, out);
   out += ",\"counters\":{";
-  static constexpr const char* kNames[] = {"last", "hourly", "daily", "weekly", "monthly", "yearly"};
+  static constexpr const char* kNames[] = {"last",   "hourly",  "daily",
+                                           "weekly", "monthly", "yearly"};
   bool first = true;
   for (size_t i = 0; i < r.counters.size(); i++) {
     if (r.counters[i] == 0) continue;

@@ -78,9 +78,9 @@ class ForgetInteropTest : public ::testing::Test {
     WriteStringToFile(tmp_.path() / "src" / "file.txt", "forget me not\n");
     RunResult r = Restic(base_, {"init"});
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
-    r = RunCommand({"restic", "-r", base_.string(), "--no-cache", "backup", "--host", "base",
-                    "--json", "."},
-                   {"RESTIC_PASSWORD_FILE=" + password_.string()}, (tmp_.path() / "src").string());
+    r = RunCommand(
+        {"restic", "-r", base_.string(), "--no-cache", "backup", "--host", "base", "--json", "."},
+        {"RESTIC_PASSWORD_FILE=" + password_.string()}, (tmp_.path() / "src").string());
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
     std::optional<nlohmann::json> summary = JsonMessage(r.out, "summary");
     ASSERT_TRUE(summary.has_value()) << r.out;
@@ -101,8 +101,8 @@ class ForgetInteropTest : public ::testing::Test {
     const int32_t offsets[] = {0, 0, 3600, -5 * 3600, 19800, 13 * 3600, -11 * 3600};
     const std::vector<std::string> hosts = {"alpha", "beta"};
     const std::vector<std::vector<std::string>> paths = {{"/data"}, {"/srv", "/data"}};
-    const std::vector<std::vector<std::string>> tags = {
-        {}, {"daily"}, {"weekly", "daily"}, {"keep"}, {"daily"}, {}};
+    const std::vector<std::vector<std::string>> tags = {{},       {"daily"}, {"weekly", "daily"},
+                                                        {"keep"}, {"daily"}, {}};
     const int64_t start = 1577836800;  // 2020-01-01T00:00:00Z
     const int64_t now = std::time(nullptr);
     std::set<int64_t> used;
@@ -274,8 +274,8 @@ TEST_F(ForgetInteropTest, DryRunKeepsTheSameSnapshotsAsRestic) {
 TEST_F(ForgetInteropTest, ForgetRemovesWhatResticWouldAndResticCheckPasses) {
   REQUIRE_PROGRAM("restic");
   ASSERT_NO_FATAL_FAILURE(BuildRepository(60));
-  const std::vector<std::string> policy = {"--keep-daily", "7", "--keep-weekly", "4",
-                                           "--keep-monthly", "6", "--keep-tag", "keep"};
+  const std::vector<std::string> policy = {"--keep-daily",   "7", "--keep-weekly", "4",
+                                           "--keep-monthly", "6", "--keep-tag",    "keep"};
   fs::path a = Copy("by-restic");
   fs::path b = Copy("by-fsb");
   std::vector<std::string> args = {"forget"};

@@ -82,11 +82,10 @@ TEST(ForgetPolicyTest, KeepLastMinusOneKeepsAll) {
 TEST(ForgetPolicyTest, DailyKeepsNewestOfEachDay) {
   ForgetPolicy p;
   p.daily = 2;
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-01-01T08:00:00Z"), Snap(2, "2021-01-01T20:00:00Z"),
-       Snap(3, "2021-01-02T08:00:00Z"), Snap(4, "2021-01-02T09:00:00Z"),
-       Snap(5, "2021-01-03T01:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2021-01-01T08:00:00Z"), Snap(2, "2021-01-01T20:00:00Z"),
+                                Snap(3, "2021-01-02T08:00:00Z"), Snap(4, "2021-01-02T09:00:00Z"),
+                                Snap(5, "2021-01-03T01:00:00Z")},
+                               p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(5, 4));
   EXPECT_THAT(Numbers(r.remove), ElementsAre(3, 2, 1));
   EXPECT_THAT(r.reasons[0].matches, ElementsAre("daily snapshot"));
@@ -95,10 +94,9 @@ TEST(ForgetPolicyTest, DailyKeepsNewestOfEachDay) {
 TEST(ForgetPolicyTest, HourlyBucketsByHour) {
   ForgetPolicy p;
   p.hourly = 10;
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-01-01T08:05:00Z"), Snap(2, "2021-01-01T08:55:00Z"),
-       Snap(3, "2021-01-01T09:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2021-01-01T08:05:00Z"), Snap(2, "2021-01-01T08:55:00Z"),
+                                Snap(3, "2021-01-01T09:00:00Z")},
+                               p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(3, 2));
   EXPECT_THAT(Numbers(r.remove), ElementsAre(1));
 }
@@ -108,11 +106,10 @@ TEST(ForgetPolicyTest, WeeklyUsesIsoWeeksAcrossYearBoundary) {
   p.weekly = 10;
   // 2020-12-31 (Thu) and 2021-01-03 (Sun) are both in ISO week 2020-W53; 2021-01-04 (Mon) opens
   // 2021-W01; 2019-12-30 (Mon) is in 2020-W01, not 2019's last week.
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2020-12-31T10:00:00Z"), Snap(2, "2021-01-03T10:00:00Z"),
-       Snap(3, "2021-01-04T10:00:00Z"), Snap(4, "2019-12-30T10:00:00Z"),
-       Snap(5, "2020-01-05T10:00:00Z"), Snap(6, "2019-12-29T10:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2020-12-31T10:00:00Z"), Snap(2, "2021-01-03T10:00:00Z"),
+                                Snap(3, "2021-01-04T10:00:00Z"), Snap(4, "2019-12-30T10:00:00Z"),
+                                Snap(5, "2020-01-05T10:00:00Z"), Snap(6, "2019-12-29T10:00:00Z")},
+                               p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(3, 2, 5, 6));
   EXPECT_THAT(Numbers(r.remove), ElementsAre(1, 4));
 }
@@ -121,11 +118,10 @@ TEST(ForgetPolicyTest, MonthlyAndYearlyAcrossYearBoundary) {
   ForgetPolicy p;
   p.monthly = 2;
   p.yearly = 3;
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2019-06-01T00:00:00Z"), Snap(2, "2020-11-30T00:00:00Z"),
-       Snap(3, "2020-12-01T00:00:00Z"), Snap(4, "2020-12-31T23:00:00Z"),
-       Snap(5, "2021-01-01T01:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2019-06-01T00:00:00Z"), Snap(2, "2020-11-30T00:00:00Z"),
+                                Snap(3, "2020-12-01T00:00:00Z"), Snap(4, "2020-12-31T23:00:00Z"),
+                                Snap(5, "2021-01-01T01:00:00Z")},
+                               p, kNow);
   // 5: monthly+yearly (2021); 4: monthly+yearly (2020); 3, 2: same year, months used up; 1: 2019.
   EXPECT_THAT(Numbers(r.keep), ElementsAre(5, 4, 1));
   EXPECT_THAT(Numbers(r.remove), ElementsAre(3, 2));
@@ -139,17 +135,15 @@ TEST(ForgetPolicyTest, BucketsUseTheSnapshotsOwnTimeZone) {
   ForgetPolicy p;
   p.yearly = 5;
   // Both are 2020-12-31T23:30Z, but the first was taken where it was already 2021.
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-01-01T00:30:00+01:00"), Snap(2, "2020-12-31T23:29:00Z")}, p, kNow);
+  PolicyResult r =
+      ApplyPolicy({Snap(1, "2021-01-01T00:30:00+01:00"), Snap(2, "2020-12-31T23:29:00Z")}, p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(1, 2));
   p = {};
   p.daily = 5;
   // 2021-01-02T04:00Z is still January 1 where it was taken; 03:00Z is January 2.
-  r = ApplyPolicy({Snap(1, "2021-01-01T23:00:00-05:00"), Snap(2, "2021-01-02T03:00:00Z")}, p,
-                  kNow);
+  r = ApplyPolicy({Snap(1, "2021-01-01T23:00:00-05:00"), Snap(2, "2021-01-02T03:00:00Z")}, p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(1, 2));
-  r = ApplyPolicy({Snap(1, "2021-01-02T00:00:00Z"), Snap(2, "2021-01-02T03:00:00+02:00")}, p,
-                  kNow);
+  r = ApplyPolicy({Snap(1, "2021-01-02T00:00:00Z"), Snap(2, "2021-01-02T03:00:00+02:00")}, p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(2));  // 01:00Z is newer; both are Jan 2 locally
   EXPECT_THAT(Numbers(r.remove), ElementsAre(1));
 }
@@ -159,10 +153,9 @@ TEST(ForgetPolicyTest, KeepWithinIsRelativeToNewestAndCalendarBased) {
   ASSERT_TRUE(ParseKeepDuration("1m").ok());
   p.within = *ParseKeepDuration("1m");
   // Go: March 31 minus one month is "February 31" = March 3.
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-03-31T12:00:00Z"), Snap(2, "2021-03-03T12:00:01Z"),
-       Snap(3, "2021-03-03T12:00:00Z"), Snap(4, "2021-02-28T12:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2021-03-31T12:00:00Z"), Snap(2, "2021-03-03T12:00:01Z"),
+                                Snap(3, "2021-03-03T12:00:00Z"), Snap(4, "2021-02-28T12:00:00Z")},
+                               p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(1, 2));
   EXPECT_THAT(Numbers(r.remove), ElementsAre(3, 4));
   EXPECT_THAT(r.reasons[0].matches, ElementsAre("within 1m"));
@@ -182,11 +175,10 @@ TEST(ForgetPolicyTest, KeepWithinIgnoresFutureSnapshotsForTheNewest) {
 TEST(ForgetPolicyTest, KeepWithinHoursAndWithinDaily) {
   ForgetPolicy p;
   p.within_daily = {.days = 2};
-  PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-01-10T20:00:00Z"), Snap(2, "2021-01-10T10:00:00Z"),
-       Snap(3, "2021-01-09T10:00:00Z"), Snap(4, "2021-01-08T21:00:00Z"),
-       Snap(5, "2021-01-08T19:00:00Z")},
-      p, kNow);
+  PolicyResult r = ApplyPolicy({Snap(1, "2021-01-10T20:00:00Z"), Snap(2, "2021-01-10T10:00:00Z"),
+                                Snap(3, "2021-01-09T10:00:00Z"), Snap(4, "2021-01-08T21:00:00Z"),
+                                Snap(5, "2021-01-08T19:00:00Z")},
+                               p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(1, 3, 4));
   EXPECT_THAT(r.reasons[0].matches, ElementsAre("daily within 2d"));
   p = {};
@@ -201,7 +193,8 @@ TEST(ForgetPolicyTest, KeepTagAndWithinOrAcrossLists) {
   ForgetPolicy p;
   p.keep_tags = {"a,b", "c"};
   PolicyResult r = ApplyPolicy(
-      {Snap(1, "2021-01-01T00:00:00Z", "h", {"a"}), Snap(2, "2021-01-02T00:00:00Z", "h", {"b", "a"}),
+      {Snap(1, "2021-01-01T00:00:00Z", "h", {"a"}),
+       Snap(2, "2021-01-02T00:00:00Z", "h", {"b", "a"}),
        Snap(3, "2021-01-03T00:00:00Z", "h", {"c"}), Snap(4, "2021-01-04T00:00:00Z", "h", {})},
       p, kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(3, 2));
@@ -210,8 +203,8 @@ TEST(ForgetPolicyTest, KeepTagAndWithinOrAcrossLists) {
   EXPECT_THAT(r.reasons[1].matches, ElementsAre("has tags [a, b]"));
   // Tags are not counted: they combine with the other rules.
   p.last = 1;
-  r = ApplyPolicy({Snap(1, "2021-01-01T00:00:00Z", "h", {"c"}), Snap(2, "2021-01-02T00:00:00Z")},
-                  p, kNow);
+  r = ApplyPolicy({Snap(1, "2021-01-01T00:00:00Z", "h", {"c"}), Snap(2, "2021-01-02T00:00:00Z")}, p,
+                  kNow);
   EXPECT_THAT(Numbers(r.keep), ElementsAre(2, 1));
   EXPECT_EQ(r.reasons[1].counters[0], 0);
 }
@@ -252,12 +245,12 @@ TEST(ForgetPolicyTest, EqualTimesAreOrderedById) {
 TEST(ForgetPolicyTest, GroupsByHostAndPathsByDefault) {
   ForgetPolicy p;
   p.last = 1;
-  std::vector<ForgetGroup> groups = PlanForget(
-      {Snap(1, "2021-01-01T00:00:00Z", "a", {}, {"/y", "/x"}),
-       Snap(2, "2021-01-02T00:00:00Z", "a", {}, {"/x", "/y"}),
-       Snap(3, "2021-01-03T00:00:00Z", "b", {"t"}, {"/x", "/y"}),
-       Snap(4, "2021-01-04T00:00:00Z", "a", {"t"}, {"/z"})},
-      p, GroupBy{}, kNow);
+  std::vector<ForgetGroup> groups =
+      PlanForget({Snap(1, "2021-01-01T00:00:00Z", "a", {}, {"/y", "/x"}),
+                  Snap(2, "2021-01-02T00:00:00Z", "a", {}, {"/x", "/y"}),
+                  Snap(3, "2021-01-03T00:00:00Z", "b", {"t"}, {"/x", "/y"}),
+                  Snap(4, "2021-01-04T00:00:00Z", "a", {"t"}, {"/z"})},
+                 p, GroupBy{}, kNow);
   ASSERT_EQ(groups.size(), 3u);
   EXPECT_EQ(groups[0].host, "a");
   EXPECT_EQ(groups[0].paths, (std::vector<std::string>{"/x", "/y"}));  // sorted, as restic
