@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/dir.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/sysinfo.h"
@@ -340,22 +341,12 @@ Status Backup::AddEntry(int dfd, DirState* d, const std::string& name, const str
 Status Backup::WalkDir(int dfd, DirState* d) {
   Result<std::vector<Node>> parent_nodes = LoadParentTree(d->parent_subtree, d->path);
   std::vector<std::string> names;
-  {
-    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR* dir = dup_fd >= 0 ? fdopendir(dup_fd) : nullptr;
-    if (!dir) {
-      int err = errno;
-      if (dup_fd >= 0) close(dup_fd);
-      RecordError(Status::FromErrno(err, "read directory", d->path).message());
-    } else {
-      errno = 0;
-      while (dirent* e = readdir(dir)) {
-        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-        names.emplace_back(e->d_name);
-      }
-      if (errno != 0) RecordError(Status::FromErrno(errno, "read directory", d->path).message());
-      closedir(dir);
-    }
+  Result<std::vector<DirEntry>> entries = ReadDirectory(dfd, d->path);
+  if (!entries.ok()) {
+    RecordError(entries.status().message());
+  } else {
+    names.reserve(entries->size());
+    for (DirEntry& e : *entries) names.push_back(std::move(e.name));
   }
   std::sort(names.begin(), names.end());  // byte-wise, as restic sorts nodes
   d->nodes.reserve(names.size());

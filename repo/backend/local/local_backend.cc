@@ -1,5 +1,7 @@
 #include "repo/backend/local/local_backend.h"
 
+#include "base/dir.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -285,32 +287,17 @@ Status LocalBackend::ListDir(const std::string& rel,
   }
   // Collect first, call fn after: fn may save or remove files in this directory, and the DIR
   // stream is closed before any callback runs.
+  FSB_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ReadDirectory(dir->get(), FullPath(rel)));
   std::vector<FileInfo> files;
-  {
-    DIR* d = ::fdopendir(dir->get());
-    if (d == nullptr) return Status::FromErrno(errno, "opendir", FullPath(rel));
-    dir->Release();  // owned by `d` now
-    const int dfd = ::dirfd(d);
-    for (;;) {
-      errno = 0;
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) {
-        const int err = errno;
-        ::closedir(d);
-        if (err != 0) return Status::FromErrno(err, "readdir", FullPath(rel));
-        break;
-      }
-      if (!IsIdName(e->d_name)) continue;  // temp files, .gitkeep, ... (§1)
-      struct stat st;
-      if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) continue;  // removed while listing
-        const int err = errno;
-        ::closedir(d);
-        return Status::FromErrno(err, "stat", FullPath(rel + "/" + e->d_name));
-      }
-      if (!S_ISREG(st.st_mode)) continue;
-      files.push_back({e->d_name, static_cast<uint64_t>(st.st_size)});
+  for (const DirEntry& e : entries) {
+    if (!IsIdName(e.name)) continue;  // temp files, .gitkeep, ... (§1)
+    struct stat st;
+    if (::fstatat(dir->get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // removed while listing
+      return Status::FromErrno(errno, "stat", FullPath(rel + "/" + e.name));
     }
+    if (!S_ISREG(st.st_mode)) continue;
+    files.push_back({e.name, static_cast<uint64_t>(st.st_size)});
   }
   for (const FileInfo& f : files) FSB_RETURN_IF_ERROR(fn(f));
   return Status::Ok();
@@ -328,26 +315,14 @@ Status LocalBackend::List(FileType type, const std::function<Status(const FileIn
     if (data.status().code() == StatusCode::kNotFound) return Status::Ok();
     return data.status().WithContext("list data");
   }
+  FSB_ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ReadDirectory(data->get(), FullPath(dir)));
   std::vector<std::string> subdirs;
-  DIR* d = ::fdopendir(data->get());
-  if (d == nullptr) return Status::FromErrno(errno, "opendir", FullPath(dir));
-  data->Release();  // owned by `d` now
-  for (;;) {
-    errno = 0;
-    const dirent* e = ::readdir(d);
-    if (e == nullptr) {
-      const int err = errno;
-      ::closedir(d);
-      if (err != 0) return Status::FromErrno(err, "readdir", FullPath(dir));
-      break;
-    }
-    const std::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
+  for (const DirEntry& e : entries) {
     struct stat st;
-    if (e->d_type == DT_DIR ||
-        (e->d_type == DT_UNKNOWN &&
-         ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))) {
-      subdirs.emplace_back(name);
+    if (e.type == DT_DIR ||
+        (e.type == DT_UNKNOWN && ::fstatat(data->get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         S_ISDIR(st.st_mode))) {
+      subdirs.push_back(e.name);
     }
   }
   for (const std::string& sub : subdirs) FSB_RETURN_IF_ERROR(ListDir(dir + "/" + sub, fn));
