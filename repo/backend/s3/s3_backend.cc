@@ -346,6 +346,12 @@ Result<Bytes> S3Backend::Load(const Handle& h, uint64_t offset, uint64_t length)
                                         : fmt::format("bytes={}-", offset));
   }
   FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
+  // Repository objects are never empty (restic-repo-format.md §1), yet s3rver has been seen to
+  // answer a whole-object GET right after the PUT with an empty 200: ask again before believing it.
+  for (int attempt = 1; !ranged && resp.status == 200 && resp.body.empty() && attempt < 4; attempt++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
+    FSB_ASSIGN_OR_RETURN(resp, Execute(c));
+  }
   const std::string range = fmt::format("range {}+{}", offset, length);
   if (resp.status == 416) {
     // The range starts at or past the end. Reading zero bytes from exactly the end is fine.
