@@ -1,0 +1,76 @@
+// kube/informer.h: keeps an up-to-date local copy of one resource (optionally filtered by
+// namespace and selectors) with list + watch, and tells a handler about every change: the
+// building block of fsb's controllers. On start it lists, then watches from the list's
+// resourceVersion with bookmarks; a dropped watch is resumed from the last version seen with
+// exponential backoff; 410 Gone (version too old) re-lists and reports the differences.
+// Thread-safety: the handler runs on the informer's own thread, one call at a time, and must not
+// block (hand work to a queue); Get/List/synced are safe from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "kube/client.h"
+#include "kube/resource.h"
+
+namespace fsb::kube {
+
+struct InformerOptions {
+  std::string ns;  // "" = all namespaces
+  ListOptions list;
+  // Every cached object is handed to the handler again (kModified) this often, so controllers
+  // re-check time-based conditions (a cancel deadline, a pod that appeared) without polling.
+  // Zero disables.
+  std::chrono::seconds resync{60};
+  // Backoff between failed list/watch attempts: doubles from min to max, reset after a success.
+  std::chrono::milliseconds backoff_min{200};
+  std::chrono::milliseconds backoff_max{30'000};
+};
+
+class Informer {
+ public:
+  // Called on the informer thread. For kDeleted `obj` is the last known state.
+  using Handler = std::function<void(EventType type, const Object& obj)>;
+
+  // `client` must outlive the informer. Does not start: call Start.
+  Informer(Client& client, const Resource& resource, InformerOptions options, Handler handler);
+  ~Informer();  // stops and joins
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
+
+  void Start();
+  void Stop();
+  // Blocks until the first list has been delivered to the handler, or the timeout.
+  bool WaitForSync(std::chrono::milliseconds timeout);
+  bool synced() const;
+
+  // From the cache (a copy): key is "namespace/name" or "name" for cluster-scoped resources.
+  std::optional<Object> Get(std::string_view ns, std::string_view name) const;
+  std::vector<Object> List() const;
+  // The last error of list/watch (OK while healthy): for readiness and logs.
+  Status last_error() const;
+
+ private:
+  void Run(std::stop_token stop);
+
+  Client& client_;
+  const Resource resource_;
+  const InformerOptions options_;
+  Handler handler_;
+  mutable std::mutex mu_;
+  std::condition_variable synced_cv_;
+  std::map<std::string, Object, std::less<>> cache_;  // guarded by mu_
+  bool synced_ = false;                               // guarded by mu_
+  Status last_error_;                                 // guarded by mu_
+  std::jthread thread_;
+};
+
+}  // namespace fsb::kube
