@@ -149,6 +149,11 @@ class Backup {
         log_(GetLogger("uploader")) {}
 
   Result<BackupSummary> Run();
+  Result<BackupSummary> RunWithStop() {
+    // Called on the thread that requests the stop; Fail only takes a mutex and sets flags.
+    std::stop_callback on_stop(opts_.stop, [this] { Fail(Status::Cancelled("backup canceled")); });
+    return Run();
+  }
 
  private:
   void Fail(const Status& s) {
@@ -582,7 +587,14 @@ std::optional<Id> Backup::ChooseParent(const std::vector<std::string>& abs_paths
 }
 
 Result<BackupSummary> Backup::Run() {
-  if (opts_.targets.empty()) return Status::InvalidArgument("no backup target given");
+  if (opts_.source_dir_fd >= 0) {
+    if (!opts_.targets.empty()) return Status::InvalidArgument("both a source directory and targets given");
+    if (opts_.source_path.empty() || opts_.source_path[0] != '/') {
+      return Status::InvalidArgument("a source directory needs an absolute source path for the snapshot");
+    }
+  } else if (opts_.targets.empty()) {
+    return Status::InvalidArgument("no backup target given");
+  }
   meta_opts_.with_atime = opts_.with_atime;
   std::error_code ec;
   const std::filesystem::path cwd = std::filesystem::current_path(ec);
@@ -636,6 +648,14 @@ Result<BackupSummary> Backup::Run() {
     v->is_target = true;
     v->children.clear();
   }
+  if (opts_.source_dir_fd >= 0) {
+    struct stat st;
+    if (fstat(opts_.source_dir_fd, &st) != 0) return Status::FromErrno(errno, "fstat", opts_.source_path);
+    if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(opts_.source_path + " is not a directory");
+    root_is_target_dir = true;
+    root_target_abs = opts_.source_path;
+    abs_paths.push_back(opts_.source_path);
+  }
   std::sort(abs_paths.begin(), abs_paths.end());
 
   repo::Timestamp now = opts_.time ? *opts_.time
@@ -672,7 +692,9 @@ Result<BackupSummary> Backup::Run() {
     root->parent_subtree = parent_root;
     if (root_is_target_dir) {
       root->path = root_target_abs;
-      Fd rfd(open(root_target_abs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      Fd rfd(opts_.source_dir_fd >= 0
+                 ? openat(opts_.source_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                 : open(root_target_abs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!rfd.valid()) {
         walk_status = Status::FromErrno(errno, "open", root_target_abs);
         root->nodes.reserve(0);
@@ -748,7 +770,7 @@ Result<BackupSummary> Backup::Run() {
 Result<BackupSummary> RunBackup(repo::Repository& repo, const BackupOptions& options,
                                 Progress* progress) {
   Backup b(repo, options, progress);
-  Result<BackupSummary> r = b.Run();
+  Result<BackupSummary> r = b.RunWithStop();
   if (progress) progress->scan_finished = true;
   return r;
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ struct BackupOptions {
   // Read size per pread; each worker holds at most one chunk (≤ 8 MiB) plus one read.
   // Memory: workers × (8 MiB + read_bytes + 8 MiB encoded) + PackSaver's packs.
   size_t read_bytes = 1u << 20;
+  // Instead of `targets`: back up the contents of this open directory (borrowed for the call),
+  // as `restic backup .` run inside it: the tree root holds its entries and the snapshot records
+  // `source_path` as its one path. The agent uses this for a pod volume resolved under the
+  // kubelet pods directory, so no path string is ever re-resolved on the host.
+  int source_dir_fd = -1;
+  std::string source_path;
+  // A stop request ends the backup promptly with kCancelled and saves no snapshot; packs already
+  // uploaded stay unreferenced until a prune (nothing in the repository is left half-written).
+  std::stop_token stop;
   std::optional<repo::Timestamp> time;  // snapshot time; default now
   std::string program_version = std::string("fsb ") + kFsbVersion;  // as restic ≥ 0.16
 };

@@ -212,6 +212,7 @@ Status Restore::WalkTree(const Id& tree, Dir& dir, const std::string& snap_path,
   Result<std::vector<Node>> nodes = repo_.LoadTree(tree);
   if (!nodes.ok()) return nodes.status();
   for (const Node& n : *nodes) {
+    if (opts_.stop.stop_requested()) return Status::Cancelled("restore canceled");
     if (!SafeName(n.name)) {
       RecordError(fmt::format("tree {}: unsafe entry name \"{}\" skipped", tree.Short(), n.name));
       continue;
@@ -423,12 +424,14 @@ Status Restore::FlushBatch() {
     for (int w = 0; w < workers; w++) {
       threads.emplace_back([&] {
         for (size_t i = next.fetch_add(1); i < packs.size(); i = next.fetch_add(1)) {
+          if (opts_.stop.stop_requested()) break;
           WritePack(packs[i].first, packs[i].second);
           packs[i].second = {};
         }
       });
     }
   }
+  if (opts_.stop.stop_requested()) return Status::Cancelled("restore canceled");
   if (opts_.verify) {
     std::atomic<size_t> vnext{0};
     std::vector<std::jthread> threads;
@@ -447,10 +450,14 @@ Status Restore::FlushBatch() {
 }
 
 Result<RestoreSummary> Restore::Run(const Id& root) {
-  std::error_code ec;
-  std::filesystem::create_directories(opts_.target, ec);
-  if (ec) return Status::FromErrno(ec.value(), "create target", opts_.target);
-  root_fd_.Reset(open(opts_.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (opts_.target_dir_fd >= 0) {
+    root_fd_.Reset(openat(opts_.target_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(opts_.target, ec);
+    if (ec) return Status::FromErrno(ec.value(), "create target", opts_.target);
+    root_fd_.Reset(open(opts_.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
   if (!root_fd_.valid()) return Status::FromErrno(errno, "open target", opts_.target);
 
   // Resolve the subpath to the tree whose contents go to the target.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,12 @@ namespace fsb::uploader {
 
 struct RestoreOptions {
   std::string target;  // created if missing
+  // Instead of `target`: restore into this open directory (borrowed for the call). Everything is
+  // created beneath it with openat2(RESOLVE_BENEATH), so a pod volume is written without any host
+  // path being resolved again. `target` then only names it in messages.
+  int target_dir_fd = -1;
+  // A stop request ends the restore promptly with kCancelled (files written so far stay).
+  std::stop_token stop;
   // A path inside the snapshot ("/dir/sub"); its contents are restored at target. Empty: all.
   std::string subpath;
   // restic-style patterns matched against the path inside the snapshot ("/a/b"); when given,

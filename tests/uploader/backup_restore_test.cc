@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 
+#include "base/fd.h"
 #include "repo/check.h"
 #include "repo/pack_saver.h"
 #include "repo/repository.h"
@@ -320,6 +321,91 @@ TEST_F(BackupRestoreTest, HostileTreeNamesCannotEscapeTarget) {
   ASSERT_EQ(rs->errors.size(), 1u);
   EXPECT_THAT(rs->errors[0], HasSubstr("unsafe entry name"));
   EXPECT_FALSE(fs::exists(dir_.path() / "t/escape"));
+}
+
+
+TEST_F(BackupRestoreTest, SourceDirectoryFdBacksUpItsEntriesUnderTheGivenPath) {
+  Write(src_ / "a.txt", ToBytes("alpha"));
+  Write(src_ / "sub/b.txt", ToBytes("beta"));
+  Fd dir(open(src_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir.valid());
+  BackupOptions o;
+  o.source_dir_fd = dir.get();
+  o.source_path = "/host_pods/uid-1/volumes/kubernetes.io~empty-dir/data";
+  o.hostname = "velero";
+  Result<BackupSummary> sum = RunBackup(*repo_, o, nullptr);
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  EXPECT_EQ(sum->snapshot.paths, std::vector<std::string>{o.source_path});
+  auto root = repo_->LoadTree(sum->snapshot.tree);
+  ASSERT_TRUE(root.ok());
+  ASSERT_EQ(root->size(), 2u);  // the volume's entries at the root, as `restic backup .`
+  EXPECT_EQ((*root)[0].name, "a.txt");
+  EXPECT_EQ((*root)[1].name, "sub");
+
+  // The same source path is found as parent: nothing is read again.
+  Result<BackupSummary> again = RunBackup(*repo_, o, nullptr);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->parent.has_value());
+  EXPECT_EQ(*again->parent, sum->snapshot_id);
+  EXPECT_EQ(again->files_unmodified, 2u);
+
+  // Restore into a directory fd.
+  fs::path target = dir_.path() / "target";
+  fs::create_directories(target);
+  Fd tfd(open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  RestoreOptions ro;
+  ro.target_dir_fd = tfd.get();
+  ro.target = "volume data";
+  ro.verify = true;
+  auto restored = RunRestore(*repo_, sum->snapshot.tree, ro, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_TRUE(restored->errors.empty());
+  ExpectSameContent(src_, target);
+}
+
+TEST_F(BackupRestoreTest, SourceDirectoryNeedsAnAbsoluteSnapshotPath) {
+  Fd dir(open(src_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  BackupOptions o;
+  o.source_dir_fd = dir.get();
+  Result<BackupSummary> sum = RunBackup(*repo_, o, nullptr);
+  ASSERT_FALSE(sum.ok());
+  EXPECT_EQ(sum.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(BackupRestoreTest, StopRequestCancelsBackupWithoutSnapshot) {
+  for (int i = 0; i < 200; i++) Write(src_ / ("f" + std::to_string(i)), testing::SeededRandomBytes(i, 64 << 10));
+  std::stop_source stop;
+  Progress progress;
+  BackupOptions o;
+  o.targets = {src_.string()};
+  o.hostname = "h";
+  o.file_workers = 1;
+  o.stop = stop.get_token();
+  stop.request_stop();  // before the start: nothing may be saved
+  Result<BackupSummary> sum = RunBackup(*repo_, o, &progress);
+  ASSERT_FALSE(sum.ok());
+  EXPECT_EQ(sum.status().code(), StatusCode::kCancelled);
+  auto snaps = repo_->ListSnapshotIds();
+  ASSERT_TRUE(snaps.ok());
+  EXPECT_TRUE(snaps->empty());
+  // What was uploaded before the stop is consistent: check passes (unreferenced data is fine).
+  auto check = repo::RunCheck(*repo_, repo::CheckOptions{});
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->errors.empty());
+}
+
+TEST_F(BackupRestoreTest, StopRequestCancelsRestore) {
+  for (int i = 0; i < 50; i++) Write(src_ / ("f" + std::to_string(i)), testing::SeededRandomBytes(i, 4 << 10));
+  Result<BackupSummary> sum = Backup();
+  ASSERT_TRUE(sum.ok());
+  std::stop_source stop;
+  stop.request_stop();
+  RestoreOptions ro;
+  ro.stop = stop.get_token();
+  ro.target = (dir_.path() / "t").string();
+  auto r = RunRestore(*repo_, sum->snapshot.tree, ro, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
 }
 
 }  // namespace
