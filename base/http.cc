@@ -15,7 +15,20 @@ struct Transfer {
   ByteView body;  // request body
   size_t body_pos = 0;
   HttpResponse* response = nullptr;
+
+  // DoStream only (on_data is null for Do).
+  const std::function<Status(std::string_view)>* on_data = nullptr;
+  int status = 0;         // of the latest status line, to know whether to stream the body
+  Status stream_error{};  // on_data's first non-OK Status
+  std::stop_token stop{};
+  std::chrono::steady_clock::duration idle_timeout{0};
+  std::chrono::steady_clock::time_point last_data{};
+  bool stopped = false;  // aborted for `stop`
+  bool idle = false;     // aborted for idle_timeout
 };
+
+// A non-2xx body of a stream is kept for the error message, up to this size.
+constexpr size_t kMaxStreamErrorBody = 1 << 20;
 
 size_t ReadBody(char* buf, size_t size, size_t nitems, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
@@ -39,6 +52,18 @@ int SeekBody(void* userp, curl_off_t offset, int origin) {
 size_t WriteBody(char* data, size_t size, size_t nmemb, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
   const size_t n = size * nmemb;
+  if (t->on_data != nullptr) {
+    t->last_data = std::chrono::steady_clock::now();
+    if (t->status >= 200 && t->status < 300) {
+      Status s = (*t->on_data)(std::string_view(data, n));
+      if (!s.ok()) {
+        t->stream_error = std::move(s);
+        return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+      }
+      return n;
+    }
+    if (t->response->body.size() + n > kMaxStreamErrorBody) return n;  // dropped past the cap
+  }
   t->response->body.insert(t->response->body.end(), reinterpret_cast<uint8_t*>(data),
                            reinterpret_cast<uint8_t*>(data) + n);
   return n;
@@ -54,9 +79,13 @@ size_t WriteHeader(char* data, size_t size, size_t nitems, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
   const size_t n = size * nitems;
   std::string_view line(data, n);
+  if (t->on_data != nullptr) t->last_data = std::chrono::steady_clock::now();
   if (line.rfind("HTTP/", 0) == 0) {
     // A new status line (after a 100 Continue or a redirect): only the last response counts.
     t->response->headers.clear();
+    const size_t sp = line.find(' ');
+    t->status =
+        sp == std::string_view::npos ? 0 : std::atoi(std::string(line.substr(sp + 1, 3)).c_str());
     return n;
   }
   const size_t colon = line.find(':');
@@ -73,6 +102,55 @@ size_t WriteHeader(char* data, size_t size, size_t nitems, void* userp) {
   }
   t->response->headers.emplace_back(std::move(name), std::move(value));
   return n;
+}
+
+// DoStream's check, about once a second even while nothing arrives: the stop token and the idle
+// timeout.
+int StreamProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(userp);
+  if (t->stop.stop_requested()) {
+    t->stopped = true;
+    return 1;
+  }
+  if (t->idle_timeout.count() > 0 &&
+      std::chrono::steady_clock::now() - t->last_data > t->idle_timeout) {
+    t->idle = true;
+    return 1;
+  }
+  return 0;
+}
+
+void SetBlob(CURL* h, CURLoption opt, const std::string& data) {
+  curl_blob blob{
+      .data = const_cast<char*>(data.data()), .len = data.size(), .flags = CURL_BLOB_COPY};
+  curl_easy_setopt(h, opt, &blob);
+}
+
+// The request-independent options: TLS trust and client certificates.
+void SetTlsOptions(CURL* h, const HttpOptions& o) {
+  if (!o.ca_data.empty()) {
+    SetBlob(h, CURLOPT_CAINFO_BLOB, o.ca_data);
+  } else if (!o.ca_file.empty()) {
+    curl_easy_setopt(h, CURLOPT_CAINFO, o.ca_file.c_str());
+  }
+  if (o.insecure_tls) {
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (!o.client_cert_data.empty()) {
+    SetBlob(h, CURLOPT_SSLCERT_BLOB, o.client_cert_data);
+    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+  } else if (!o.client_cert_file.empty()) {
+    curl_easy_setopt(h, CURLOPT_SSLCERT, o.client_cert_file.c_str());
+    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+  }
+  if (!o.client_key_data.Reveal().empty()) {
+    SetBlob(h, CURLOPT_SSLKEY_BLOB, o.client_key_data.Reveal());
+    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+  } else if (!o.client_key_file.empty()) {
+    curl_easy_setopt(h, CURLOPT_SSLKEY, o.client_key_file.c_str());
+    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+  }
 }
 
 }  // namespace
@@ -130,18 +208,12 @@ void HttpClient::Release(CurlEasyPtr h) {
   if (idle_.size() < options_.max_idle_handles) idle_.push_back(std::move(h));
 }
 
-Result<HttpResponse> HttpClient::Do(const HttpRequest& req) {
-  CurlEasyPtr handle = Acquire();
-  if (!handle) return Status::ResourceExhausted("curl_easy_init failed");
-  CURL* h = handle.get();
-  // Clears the options of the previous request but keeps the connection and TLS session caches.
-  curl_easy_reset(h);
+namespace {
 
-  HttpResponse response;
-  Transfer t{.body = req.body, .body_pos = 0, .response = &response};
-  char errbuf[CURL_ERROR_SIZE] = {0};
-
-  CurlSlistPtr headers;
+// Sets the options of `req` on the reset handle `h`; `t`, `headers` and `errbuf`
+// (CURL_ERROR_SIZE) must outlive the transfer.
+Status Prepare(CURL* h, const HttpOptions& options, const HttpRequest& req, Transfer& t,
+               CurlSlistPtr& headers, char* errbuf) {
   auto add_header = [&](const std::string& line) {
     curl_slist* l = curl_slist_append(headers.get(), line.c_str());
     if (l == nullptr) return false;
@@ -162,24 +234,20 @@ Result<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_USERAGENT, options_.user_agent.c_str());
+  curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   // Bigger transfer buffers than curl's 16 KiB / 64 KiB defaults: fewer callbacks per pack.
   curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);
   curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 256L << 10);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-  if (options_.low_speed_bytes > 0 && options_.low_speed_time.count() > 0) {
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options_.low_speed_bytes));
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.low_speed_time.count()));
+                   static_cast<long>(options.connect_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options.request_timeout.count()));
+  if (options.low_speed_bytes > 0 && options.low_speed_time.count() > 0) {
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options.low_speed_bytes));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));
   }
-  if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
-  if (options_.insecure_tls) {
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
+  SetTlsOptions(h, options);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteBody);
@@ -201,9 +269,32 @@ Result<HttpResponse> HttpClient::Do(const HttpRequest& req) {
     }
     if (req.method != "PUT") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<HttpResponse> HttpClient::Do(const HttpRequest& req) { return Do(req, nullptr); }
+
+Result<HttpResponse> HttpClient::Do(const HttpRequest& req, CURLcode* transport_error) {
+  if (transport_error != nullptr) *transport_error = CURLE_OK;
+  CurlEasyPtr handle = Acquire();
+  if (!handle) return Status::ResourceExhausted("curl_easy_init failed");
+  CURL* h = handle.get();
+  // Clears the options of the previous request but keeps the connection and TLS session caches.
+  curl_easy_reset(h);
+
+  HttpResponse response;
+  Transfer t;
+  t.body = req.body;
+  t.response = &response;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  CurlSlistPtr headers;
+  FSB_RETURN_IF_ERROR(Prepare(h, options_, req, t, headers, errbuf));
 
   const CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {
+    if (transport_error != nullptr) *transport_error = rc;
     const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
     // A handle whose transfer failed may hold a broken connection; curl discards those itself,
     // so the handle is still good for reuse.
@@ -214,6 +305,54 @@ Result<HttpResponse> HttpClient::Do(const HttpRequest& req) {
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
   response.status = static_cast<int>(code);
   Release(std::move(handle));
+  return response;
+}
+
+Result<HttpResponse> HttpClient::DoStream(
+    const HttpRequest& req, const std::function<Status(std::string_view chunk)>& on_data,
+    std::stop_token stop, const StreamOptions& stream) {
+  CurlEasyPtr handle = Acquire();
+  if (!handle) return Status::ResourceExhausted("curl_easy_init failed");
+  CURL* h = handle.get();
+  curl_easy_reset(h);
+
+  HttpResponse response;
+  Transfer t;
+  t.body = req.body;
+  t.response = &response;
+  t.on_data = &on_data;
+  t.stop = std::move(stop);
+  t.idle_timeout = stream.idle_timeout;
+  t.last_data = std::chrono::steady_clock::now();
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  CurlSlistPtr headers;
+  FSB_RETURN_IF_ERROR(Prepare(h, options_, req, t, headers, errbuf));
+  // A stream lasts as long as the server keeps it open: no overall or low-speed limit, but the
+  // idle timeout and the stop token, both checked by the progress callback.
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(stream.timeout.count()));
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 0L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 0L);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, StreamProgress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+  // Small pieces as they come: a watch event should not wait for a buffer to fill.
+  curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 64L << 10);
+
+  const CURLcode rc = curl_easy_perform(h);
+  long code = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  Release(std::move(handle));
+  if (!t.stream_error.ok()) return t.stream_error;
+  if (t.stopped) return Status::Cancelled(fmt::format("{} {}: cancelled", req.method, req.url));
+  if (t.idle) {
+    return Status::Unavailable(
+        fmt::format("{} {}: no data for {} ms", req.method, req.url, stream.idle_timeout.count()));
+  }
+  if (rc != CURLE_OK) {
+    const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
+    return Status(CurlErrorCode(rc), fmt::format("{} {}: {}", req.method, req.url, detail));
+  }
+  response.status = static_cast<int>(code);
   return response;
 }
 

@@ -9,14 +9,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/bytes.h"
+#include "base/secret.h"
 #include "base/status.h"
 
 namespace fsb {
@@ -55,6 +58,14 @@ struct HttpResponse {
 struct HttpOptions {
   // PEM file of CA certificates to trust instead of the system's (restic's --cacert).
   std::string ca_file;
+  // PEM CA certificates as data (kubeconfig's certificate-authority-data); wins over ca_file.
+  std::string ca_data;
+  // TLS client certificate and its private key, each a PEM file or PEM data (data wins). Both or
+  // neither (Kubernetes client-certificate authentication).
+  std::string client_cert_file;
+  std::string client_key_file;
+  std::string client_cert_data;
+  Secret<std::string> client_key_data;
   // Skip TLS certificate and host name verification (restic's --insecure-tls). Testing only.
   bool insecure_tls = false;
   // Connection set-up, TCP and TLS. A healthy object store answers in milliseconds; 10 s rides out
@@ -86,6 +97,29 @@ class HttpClient {
   // verification and CA file problems, kInvalidArgument for a malformed URL, kResourceExhausted
   // when curl runs out of memory. Messages name the method and URL, never header values.
   Result<HttpResponse> Do(const HttpRequest& req);
+  // The same, and when the request fails without a response, `*transport_error` is curl's code
+  // (CURLE_OK otherwise): CURLE_COULDNT_CONNECT means nothing was sent, so even a non-idempotent
+  // request may be sent again.
+  Result<HttpResponse> Do(const HttpRequest& req, CURLcode* transport_error);
+
+  struct StreamOptions {
+    // No byte of the response (head or body) for this long aborts the transfer as kUnavailable.
+    // Zero: no limit. Checked about once a second.
+    std::chrono::milliseconds idle_timeout{0};
+    // Backstop for the whole stream; zero: none (the idle timeout and `stop` end it).
+    std::chrono::milliseconds timeout{0};
+  };
+  // A long-lived response (a Kubernetes watch): sends `req` and hands each piece of a 2xx
+  // response's body to `on_data` as it arrives, on the calling thread; pieces split the body
+  // anywhere (not at line ends). A non-2xx body is not streamed: it is returned in the response,
+  // as from Do (capped at 1 MiB). Returns the response (status and headers; body empty for 2xx)
+  // when the server ends the body; `on_data`'s first non-OK Status, as it is; kCancelled within
+  // about a second of `stop` being requested; kUnavailable after idle_timeout without data, and
+  // otherwise the errors of Do. The connect timeout of HttpOptions applies, its request timeout
+  // and low-speed limit do not.
+  Result<HttpResponse> DoStream(const HttpRequest& req,
+                                const std::function<Status(std::string_view chunk)>& on_data,
+                                std::stop_token stop, const StreamOptions& stream);
 
   const HttpOptions& options() const { return options_; }
 

@@ -33,6 +33,9 @@ struct ClientOptions {
   std::chrono::seconds watch_timeout{300};
   // A watch that delivers nothing (not even a bookmark) for this long is treated as dropped.
   std::chrono::seconds watch_idle_timeout{330};
+  // How often a token file (KubeConfig::token_file) is checked for a new token (one stat). A 401
+  // also re-reads it at once, so a rotated token is picked up even between checks.
+  std::chrono::seconds token_recheck_interval{5};
   std::string user_agent = "fsb";
 };
 
