@@ -52,19 +52,21 @@ void AddRestoreCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& ou
     bar.Stop();
     if (!sum.ok()) return Fail(g, sum.status().WithContext("restore"));
     for (const std::string& e : sum->errors) std::cerr << "error: " << e << "\n";
+    for (const std::string& e : sum->metadata_errors) std::cerr << "error: " << e << "\n";
+    const size_t error_count = sum->errors.size() + sum->metadata_errors.size();
     if (g.json) {
       std::cout << fmt::format(
           "{{\"message_type\":\"summary\",\"seconds_elapsed\":{:.3f},\"total_files\":{},\"files_restored\":{},"
           "\"total_bytes\":{},\"bytes_restored\":{},\"packs_read\":{},\"verified_files\":{},\"errors\":{}}}\n",
           bar.seconds_elapsed(), sum->files, sum->files, sum->bytes, sum->bytes, sum->packs_read,
-          sum->verified_files, sum->errors.size());
+          sum->verified_files, error_count);
     } else if (!g.quiet) {
       std::cout << fmt::format("restored {} files, {} dirs, {} others, {} in {:.1f}s\n", sum->files, sum->dirs,
                                sum->others, FormatBytes(sum->bytes), bar.seconds_elapsed());
       if (o->verify) std::cout << fmt::format("verified {} files\n", sum->verified_files);
     }
-    if (!sum->errors.empty()) {
-      std::cerr << fmt::format("there were {} errors\n", sum->errors.size());
+    if (error_count != 0) {  // as restic: metadata that could not be applied is an error too
+      std::cerr << fmt::format("there were {} errors\n", error_count);
       return kExitFatal;
     }
     return kExitOk;

@@ -96,6 +96,14 @@ class Restore {
     summary_.errors.push_back(std::move(msg));
     progress_->errors.fetch_add(1, std::memory_order_relaxed);
   }
+  // Owner, mode, times or xattrs that could not be applied (NFS root_squash, a file system
+  // without xattrs): the content is there; reported apart so callers can tell the two apart.
+  void RecordMetadataError(std::string msg) {
+    std::lock_guard l(mu_);
+    if (summary_.metadata_errors.size() < 10) log_->warn("restore metadata error err=\"{}\"", msg);
+    summary_.metadata_errors.push_back(std::move(msg));
+    progress_->errors.fetch_add(1, std::memory_order_relaxed);
+  }
   Status EnsureDir(Dir& d);
   Status WalkTree(const Id& tree, Dir& dir, const std::string& snap_path, bool included);
   Status RestoreEntry(Dir& dir, const Node& n);
@@ -203,7 +211,7 @@ Status Restore::RestoreEntry(Dir& dir, const Node& n) {
   Status c = CreateSpecial(dfd, n);
   if (!c.ok()) return c.WithContext(rel);
   Status m = ApplyMetadata(dfd, n, meta_);
-  if (!m.ok()) RecordError(m.WithContext(rel).message());
+  if (!m.ok()) RecordMetadataError(m.WithContext(rel).message());
   summary_.others++;
   return Status::Ok();
 }
@@ -384,7 +392,7 @@ Status Restore::ApplyFileMetadata() {
       }
     }
     Status s = ApplyMetadata(dfd.get(), job->node, meta_);
-    if (!s.ok()) RecordError(s.WithContext(Join(job->rel_dir, job->node.name)).message());
+    if (!s.ok()) RecordMetadataError(s.WithContext(Join(job->rel_dir, job->node.name)).message());
   }
   return Status::Ok();
 }
@@ -490,7 +498,7 @@ Result<RestoreSummary> Restore::Run(const Id& root) {
       continue;
     }
     Status m = ApplyMetadata(pfd.get(), it->second, meta_);
-    if (!m.ok()) RecordError(m.WithContext(it->first).message());
+    if (!m.ok()) RecordMetadataError(m.WithContext(it->first).message());
   }
   // The snapshot's root (or the subpath directory) has no node of its own to apply, as restic.
   progress_->scan_finished = true;

@@ -49,6 +49,9 @@ struct RestoreSummary {
   uint64_t packs_read = 0;
   uint64_t verified_files = 0;
   std::vector<std::string> errors;  // per-entry failures; the rest was restored
+  // Content restored, but owner, mode, times or xattrs could not be applied (e.g. chown on NFS
+  // with root_squash). Never silently dropped: the CLI prints them, the agent reports them.
+  std::vector<std::string> metadata_errors;
 };
 
 // Restores tree `root` into options.target. Returns an error for failures that stop everything

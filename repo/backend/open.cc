@@ -14,7 +14,8 @@ Result<std::unique_ptr<Backend>> OpenBackend(std::string_view repo, bool create,
     FSB_ASSIGN_OR_RETURN(S3Config config,
                          ResolveS3Config(repo, {.region = options.s3_region,
                                                 .ca_file = options.ca_file,
-                                                .insecure_tls = options.insecure_tls}));
+                                                .insecure_tls = options.insecure_tls},
+                                         options.env ? EnvLookup(options.env) : EnvLookup(ProcessEnv)));
     FSB_ASSIGN_OR_RETURN(auto s3, S3Backend::Open(config));
     return std::unique_ptr<Backend>(std::move(s3));
   }
