@@ -71,6 +71,7 @@ struct KubeApiServerOptions {
   // Register DefaultKubeResourceTypes() at start; more can be added with Register().
   bool register_defaults = true;
   // Non-empty: every request must carry "Authorization: Bearer <token>", else 401 Unauthorized.
+  // kubectl sends a token only over https, so test it with tls.
   std::string bearer_token;
   // Serve https with a certificate for 127.0.0.1 and localhost signed by a CA made for this
   // server (ca_file()); needs the openssl command.
@@ -93,6 +94,10 @@ struct KubeApiServerOptions {
   int threads = 32;
   // An idle kept-alive connection is closed after this long; the destructor may wait for it.
   std::chrono::seconds keep_alive_timeout{2};
+  // A GET of a namespace that has no Namespace object answers an Active one (not listed, no
+  // watch events), as if every namespace existed: kubectl looks its namespace up after a 404 and
+  // would otherwise report `namespaces "velero" not found` instead of the missing object.
+  bool implicit_namespaces = true;
   // The first resourceVersion handed out is start_resource_version + 1.
   int64_t start_resource_version = 100;
 };
@@ -194,8 +199,9 @@ class KubeApiServer {
   bool WaitForWatches(size_t n, std::chrono::milliseconds timeout) const;
   // Ends every open watch stream now (new ones can still start).
   void DropWatches(WatchEnd how = WatchEnd::kClean);
-  // Forgets the history up to now: a watch from any resourceVersion handed out so far (other than
-  // "" and "0") gets 410 Expired. Open watches go on.
+  // Forgets the history up to now, as an etcd compaction: a watch from a resourceVersion older
+  // than resource_version() gets 410 Expired ("" and "0" still work, and so does the current
+  // one, which a fresh list returns). Open watches go on.
   void CompactHistory();
 
   // ---- Requests and faults. A rule matches a request when `method` is empty or equal and
