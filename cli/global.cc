@@ -72,7 +72,9 @@ Result<repo::RepositoryOptions> RepositoryOptionsFrom(const GlobalOptions& g) {
 }
 
 Result<repo::BackendOptions> BackendOptionsFrom(const GlobalOptions& g) {
-  repo::BackendOptions o{.ca_file = g.cacert, .insecure_tls = g.insecure_tls, .s3_region = {}};
+  repo::BackendOptions o;
+  o.ca_file = g.cacert;
+  o.insecure_tls = g.insecure_tls;
   for (const std::string& kv : g.options) {
     const size_t eq = kv.find('=');
     const std::string key = kv.substr(0, eq);
