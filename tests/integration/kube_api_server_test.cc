@@ -771,5 +771,18 @@ TEST_F(KubeApiServerTest, ClusterScopedObjectsAndNamespaces) {
             StatusCode::kNotFound);
 }
 
+TEST_F(KubeApiServerTest, DestructorClosesIdleKeptAliveConnections) {
+  KubeApiServerOptions options;
+  options.keep_alive_timeout = 120s;
+  Restart(options);
+  httplib::Client cli("127.0.0.1", server_->port());
+  cli.set_keep_alive(true);
+  ASSERT_TRUE(cli.Get("/version"));  // the connection now idles in a server worker
+  const auto start = std::chrono::steady_clock::now();
+  server_.reset();
+  // Far below the keep-alive timeout the destructor would otherwise wait out.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+}
+
 }  // namespace
 }  // namespace fsb::testing

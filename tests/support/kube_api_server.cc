@@ -1,8 +1,12 @@
 #include "tests/support/kube_api_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <csignal>
 #include <ctime>
@@ -1539,6 +1543,31 @@ struct KubeApiServer::Impl {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// httplib's worker keeps an idle kept-alive connection until keep_alive_timeout, whatever
+// stop() says, so a client that outlives the server would make the destructor wait for it.
+// Shutting down (not closing: httplib still owns the fds) every socket of this process whose
+// local end is 127.0.0.1:port, i.e. the connections the server accepted, ends those waits at once.
+void ShutdownAcceptedSockets(uint16_t port) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    const std::string name = entry.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc()) continue;
+    sockaddr_in addr{};
+    socklen_t len = sizeof(addr);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+        addr.sin_family != AF_INET || ntohs(addr.sin_port) != port ||
+        addr.sin_addr.s_addr != htonl(INADDR_LOOPBACK)) {
+      continue;
+    }
+    shutdown(fd, SHUT_RDWR);
+  }
+}
+
+}  // namespace
+
 KubeApiServer::KubeApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 std::unique_ptr<KubeApiServer> KubeApiServer::Start(const KubeApiServerOptions& options,
@@ -1622,8 +1651,9 @@ KubeApiServer::~KubeApiServer() {
     impl_->cv.notify_all();
   }
   // Start() returned only once the accept loop ran, so stop() is seen; listen_after_bind then
-  // joins every worker (an idle kept-alive connection for up to keep_alive_timeout).
+  // joins every worker.
   impl_->http->stop();
+  ShutdownAcceptedSockets(impl_->port);
   impl_->listener.join();
 }
 

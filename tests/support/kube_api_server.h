@@ -92,7 +92,7 @@ struct KubeApiServerOptions {
   // Server worker threads. Each open watch and each kept-alive idle connection holds one, so this
   // bounds concurrent watches plus connections; requests beyond it queue.
   int threads = 32;
-  // An idle kept-alive connection is closed after this long; the destructor may wait for it.
+  // An idle kept-alive connection is closed after this long (the destructor closes them at once).
   std::chrono::seconds keep_alive_timeout{2};
   // A GET of a namespace that has no Namespace object answers an Active one (not listed, no
   // watch events), as if every namespace existed: kubectl looks its namespace up after a 404 and
