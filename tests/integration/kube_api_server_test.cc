@@ -645,6 +645,22 @@ TEST_F(KubeApiServerTest, FaultsHoldsAndTheRequestLog) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(Call("GET", std::string(kPvbs) + "/a").status, 200);
   EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
+
+  // Held after handling: the change is visible while its answer is still on the way.
+  server_->HoldNext("PATCH", "", 1, 30s, HoldPoint::kAfterHandling);
+  std::future<HttpReply> patch = std::async(std::launch::async, [this] {
+    return Call("PATCH", std::string(kPvbs) + "/a", R"({"spec":{"node":"held"}})",
+                "application/merge-patch+json");
+  });
+  EXPECT_TRUE(
+      server_
+          ->WaitFor(
+              "podvolumebackups", "velero", "a",
+              [](const json* o) { return o != nullptr && o->at("spec").at("node") == "held"; }, 30s)
+          .ok());
+  EXPECT_EQ(patch.wait_for(0s), std::future_status::timeout);
+  server_->ClearHolds();  // releases it
+  EXPECT_EQ(patch.get().status, 200);
 }
 
 TEST_F(KubeApiServerTest, WaitForSeesAChangeMadeOverHttp) {

@@ -533,6 +533,7 @@ struct KubeApiServer::Impl {
     std::string path_substring;
     int remaining = 0;  // < 0: forever
     std::chrono::milliseconds delay{0};
+    HoldPoint point = HoldPoint::kBeforeHandling;
   };
 
   // One watch request being served.
@@ -571,6 +572,7 @@ struct KubeApiServer::Impl {
   std::vector<KubeRequestRecord> requests;
   std::vector<FaultRule> faults;
   std::vector<HoldRule> holds;
+  uint64_t hold_release = 0;  // ClearHolds: requests held now go on
   std::mt19937_64 rng{std::random_device{}()};
 
   // ---- Types.
@@ -1066,6 +1068,7 @@ struct KubeApiServer::Impl {
     size_t record = 0;
     std::optional<Reply> early;
     std::chrono::milliseconds hold{0};
+    HoldPoint hold_point = HoldPoint::kBeforeHandling;
     {
       std::lock_guard<std::mutex> lock(mu);
       KubeRequestRecord r;
@@ -1082,6 +1085,7 @@ struct KubeApiServer::Impl {
       for (auto it = holds.begin(); it != holds.end(); ++it) {
         if (!RuleMatches(it->method, it->path_substring, method, path)) continue;
         hold = it->delay;
+        hold_point = it->point;
         if (it->remaining > 0 && --it->remaining == 0) holds.erase(it);
         break;
       }
@@ -1097,15 +1101,19 @@ struct KubeApiServer::Impl {
         break;
       }
     }
-    if (hold.count() > 0) {
+    const auto wait_hold = [&](HoldPoint point) {
+      if (hold.count() <= 0 || hold_point != point) return;
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, hold, [&] { return stopping; });
-    }
+      const uint64_t release = hold_release;
+      cv.wait_for(lock, hold, [&] { return stopping || hold_release != release; });
+    };
+    wait_hold(HoldPoint::kBeforeHandling);
     if (early) {
       Send(res, *early);
     } else {
       Route(req, res);
     }
+    wait_hold(HoldPoint::kAfterHandling);
     std::lock_guard<std::mutex> lock(mu);
     if (record < requests.size()) requests[record].status = res.status;
   }
@@ -1854,15 +1862,17 @@ void KubeApiServer::FailNext(std::string_view method, std::string_view path_subs
 }
 
 void KubeApiServer::HoldNext(std::string_view method, std::string_view path_substring, int n,
-                             std::chrono::milliseconds delay) {
+                             std::chrono::milliseconds delay, HoldPoint point) {
   if (n == 0) return;
   std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->holds.push_back({std::string(method), std::string(path_substring), n, delay});
+  impl_->holds.push_back({std::string(method), std::string(path_substring), n, delay, point});
 }
 
 void KubeApiServer::ClearHolds() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->holds.clear();
+  ++impl_->hold_release;
+  impl_->cv.notify_all();
 }
 
 }  // namespace fsb::testing

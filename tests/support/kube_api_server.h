@@ -120,6 +120,12 @@ enum class WatchEnd {
   kAbort,  // the connection closes mid-stream, without the terminating chunk
 };
 
+// Where HoldNext delays a request.
+enum class HoldPoint {
+  kBeforeHandling,  // nothing is done until the delay is over
+  kAfterHandling,   // the request takes effect at once; its answer waits
+};
+
 class KubeApiServer {
  public:
   // Starts listening; the server answers as soon as this returns. nullptr with *why (may be
@@ -216,10 +222,12 @@ class KubeApiServer {
   // `message` or a default) and change nothing.
   void FailNext(std::string_view method, std::string_view path_substring, int n, int code,
                 std::string message = "");
-  // The next `n` matching requests (n < 0: all, until ClearHolds) wait `delay` before they are
-  // served (the destructor cuts the wait short).
+  // The next `n` matching requests (n < 0: all, until ClearHolds) wait `delay` (the destructor
+  // cuts the wait short): before they are served, or with kAfterHandling after the change is made
+  // and before the answer is sent (a client that times out then does not know it succeeded).
   void HoldNext(std::string_view method, std::string_view path_substring, int n,
-                std::chrono::milliseconds delay);
+                std::chrono::milliseconds delay, HoldPoint point = HoldPoint::kBeforeHandling);
+  // Forgets every hold rule and releases the requests being held now.
   void ClearHolds();
 
  private:
