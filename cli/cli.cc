@@ -46,6 +46,7 @@ int Main(int argc, char** argv) {
     AddCheckCommand(app, g, commands);
     AddUnlockCommand(app, g, commands);
     AddForgetCommand(app, g, commands);
+    AddPruneCommand(app, g, commands);
     AddVersionCommand(app, g, commands);
     try {
       app.parse(argc, argv);

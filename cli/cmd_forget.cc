@@ -1,6 +1,7 @@
 // `fsb forget [--keep-* ...] [--keep-tag T]... [--group-by G] [--host H] [--tag T] [--path P]
-// [--dry-run] [--json] [ID...]`: restic 0.14's forget (repo/forget.h has the policy). Removes
-// only snapshot files; pruning the data they referenced is `fsb prune`'s job.
+// [--dry-run] [--prune [prune flags]] [--json] [ID...]`: restic 0.14's forget (repo/forget.h has
+// the policy). Removes only snapshot files; with --prune it then runs `fsb prune` (cli/cmd_prune.h)
+// under the same exclusive lock.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "base/log.h"
+#include "cli/cmd_prune.h"
 #include "cli/global.h"
 #include "cli/snapshot_json.h"
 #include "repo/forget.h"
@@ -26,6 +28,7 @@ struct ForgetOptions {
   bool compact = false;
   bool dry_run = false;
   bool prune = false;
+  PruneFlags prune_flags;
   std::vector<std::string> ids;
 };
 
@@ -132,9 +135,9 @@ std::string ForgetJson(const std::vector<repo::ForgetGroup>& groups) {
 }
 
 int RunForget(const GlobalOptions& g, ForgetOptions& o) {
-  if (o.prune) {
-    return Fail(g, Status::FailedPrecondition("prune is not implemented yet"));
-  }
+  // restic checks the prune flags first, --prune or not.
+  Result<repo::PruneOptions> prune_options = PruneOptionsFrom(o.prune_flags);
+  if (!prune_options.ok()) return Fail(g, prune_options.status());
   if (Status s = ParseDurations(o); !s.ok()) return Fail(g, s);
   if (Status s = repo::ValidatePolicy(o.policy); !s.ok()) return Fail(g, s);
   Result<repo::GroupBy> group_by = repo::ParseGroupBy(o.group_by);
@@ -243,6 +246,14 @@ int RunForget(const GlobalOptions& g, ForgetOptions& o) {
     }
   }
   if (g.json && !groups.empty()) std::cout << ForgetJson(groups);
+  if (!remove_ids.empty() && o.prune) {
+    if (!g.json && !g.quiet) {
+      std::cout << fmt::format("{} snapshots have been removed, running prune\n",
+                               remove_ids.size());
+    }
+    return RunPruneWithRepo(g, r, opened->lock.get(), std::move(*prune_options), o.dry_run,
+                            remove_ids);
+  }
   return kExitOk;
 }
 
@@ -284,7 +295,9 @@ void AddForgetCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out
                   "group snapshots by host, paths and/or tags, comma separated ('' for none)");
   sub->add_flag("-n,--dry-run", o->dry_run,
                 "do not delete anything, just print what would be done");
-  sub->add_flag("--prune", o->prune, "run prune afterwards (not implemented yet)");
+  sub->add_flag("--prune", o->prune,
+                "automatically run the 'prune' command if snapshots have been removed");
+  AddPruneFlags(sub, o->prune_flags);
   sub->add_option("snapshot-id", o->ids, "snapshots to forget (ID, prefix or latest)");
   out.push_back({sub, [&g, o]() -> int { return RunForget(g, *o); }});
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "repo/lock.h"
 
@@ -101,7 +102,21 @@ Result<std::unique_ptr<repo::RepoLock>> LockRepository(const GlobalOptions& g, r
                                                        bool exclusive, bool allow_no_lock) {
   if (g.no_lock && allow_no_lock) return std::unique_ptr<repo::RepoLock>();
   FSB_ASSIGN_OR_RETURN(std::chrono::seconds retry, ParseDuration(g.retry_lock));
-  return repo::RepoLock::Acquire(r, exclusive, retry);
+  repo::LockOptions lo;
+  lo.retry_for = retry;
+  FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::RepoLock> lock,
+                       repo::RepoLock::Acquire(r, exclusive, lo));
+  // Test hook (the lock interop tests): with FSB_TEST_LOCK_HOLD_FILE=PATH the command creates PATH
+  // once it holds its lock and goes on only after PATH is removed (at most 5 minutes), so another
+  // program can be run against the locked repository.
+  if (const char* hold = std::getenv("FSB_TEST_LOCK_HOLD_FILE"); hold != nullptr && *hold) {
+    std::ofstream(hold) << getpid() << "\n";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    while (access(hold, F_OK) == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return lock;
 }
 
 Result<LockedRepository> OpenLockedRepository(const GlobalOptions& g, bool exclusive, bool allow_no_lock) {

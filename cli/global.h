@@ -52,6 +52,7 @@ void AddCatCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddCheckCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddUnlockCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddForgetCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
+void AddPruneCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddVersionCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 
 // The repository location from the flag or the environment. kInvalidArgument when none is set.

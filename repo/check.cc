@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -166,13 +167,30 @@ Result<CheckResult> RunCheck(Repository& repo, const CheckOptions& options,
   // 4. --read-data: every byte.
   if (options.read_data) {
     std::vector<std::pair<Id, const std::vector<PackedBlob>*>> selected;
+    uint64_t total_bytes = 0;
     for (const auto& [id, blobs] : packs) {
       if (options.subset_m > 0) {
-        // restic picks subset n/m by the first byte of the pack ID: one bucket of m.
-        uint32_t bucket = static_cast<uint32_t>(id.bytes[0]) * options.subset_m / 256 + 1;
-        if (bucket != options.subset_n) continue;
+        // restic's selectPacksByBucket: the first byte of the pack ID modulo m.
+        if (static_cast<uint32_t>(id.bytes[0]) % options.subset_m != options.subset_n - 1) continue;
       }
-      if (on_disk.count(id)) selected.emplace_back(id, &blobs);
+      if (auto it = on_disk.find(id); it != on_disk.end()) {
+        selected.emplace_back(id, &blobs);
+        total_bytes += it->second;
+      }
+    }
+    double percent = options.subset_percent;
+    if (options.subset_bytes > 0 && total_bytes > 0) {
+      // restic's selectRandomPacksByFileSize: the size as a share of all pack bytes.
+      percent = std::min(100.0, 100.0 * double(options.subset_bytes) / double(total_bytes));
+    }
+    if (percent > 0 && !selected.empty()) {
+      // restic's selectRandomPacksByPercentage: floor(count × x %), at least one, at random.
+      size_t n = static_cast<size_t>(double(selected.size()) * (percent / 100.0));
+      n = std::clamp<size_t>(n, 1, selected.size());
+      std::mt19937_64 rng(options.seed != 0 ? options.seed : std::random_device{}());
+      std::shuffle(selected.begin(), selected.end(), rng);
+      selected.resize(n);
+      std::sort(selected.begin(), selected.end());
     }
     say(fmt::format("read {} packs", selected.size()));
     std::atomic<size_t> next{0};

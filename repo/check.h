@@ -17,8 +17,16 @@ namespace fsb::repo {
 
 struct CheckOptions {
   bool read_data = false;
-  // Check only subset n of m of the packs (--read-data-subset n/m), 1-based; 0/0 = all.
+  // --read-data-subset n/m (1-based, m ≤ 256): the packs whose first ID byte % m == n - 1, the
+  // same packs restic reads for the same n/m. 0/0 = no bucket selection.
   uint32_t subset_n = 0, subset_m = 0;
+  // --read-data-subset x%: a random x % of the packs (at least one), as restic. 0 = unused.
+  double subset_percent = 0;
+  // --read-data-subset SIZE: random packs, as many as SIZE / total pack bytes of them (restic
+  // turns the size into a percentage). 0 = unused.
+  uint64_t subset_bytes = 0;
+  // Seed of the random subset; 0 draws one (tests fix it).
+  uint64_t seed = 0;
   int threads = 4;
 };
 

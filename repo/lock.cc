@@ -16,9 +16,20 @@ using json = nlohmann::json;
 
 int64_t NowSec() { return static_cast<int64_t>(time(nullptr)); }
 
+// "1h2m3s" for a lock's age, as Go prints a duration rounded to seconds.
+std::string Age(int64_t secs) {
+  if (secs < 0) return fmt::format("-{}", Age(-secs));
+  std::string out;
+  if (secs >= 3600) out += fmt::format("{}h", secs / 3600);
+  if (secs >= 60) out += fmt::format("{}m", secs / 60 % 60);
+  return out + fmt::format("{}s", secs % 60);
+}
+
+// The holder as a person needs it to find the process: "PID 4242 on host h by user u (age 1m5s)".
 std::string Describe(const LockInfo& l, int64_t now) {
-  return fmt::format("PID {} on host {} by {} (age {}s{})", l.pid, l.hostname, l.username,
-                     now - l.time.sec, l.exclusive ? ", exclusive" : "");
+  return fmt::format("PID {} on host {}{} (age {}{})", l.pid, l.hostname,
+                     l.username.empty() ? "" : " by user " + l.username, Age(now - l.time.sec),
+                     l.exclusive ? ", exclusive" : "");
 }
 
 }  // namespace
@@ -56,14 +67,16 @@ Result<LockInfo> DecodeLock(ByteView data) {
   return l;
 }
 
-bool IsStale(const LockInfo& l, int64_t now_sec, const std::string& this_host) {
-  if (now_sec - l.time.sec > std::chrono::duration_cast<std::chrono::seconds>(kLockStaleAge).count()) {
+bool IsStale(const LockInfo& l, int64_t now_sec, const std::string& this_host,
+             const LockOptions& options) {
+  if (now_sec - l.time.sec >
+      std::chrono::duration_cast<std::chrono::seconds>(options.stale_age).count()) {
     return true;
   }
   if (l.hostname == this_host && l.pid > 0) {
     if (kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH) return true;
   }
-  return false;
+  return options.is_stale_holder && options.is_stale_holder(l);
 }
 
 Result<std::vector<std::pair<Id, LockInfo>>> ListLocks(Repository& repo) {
@@ -91,33 +104,47 @@ Result<std::vector<std::pair<Id, LockInfo>>> ListLocks(Repository& repo) {
   return out;
 }
 
-RepoLock::RepoLock(Repository& repo, LockInfo info, Id id)
-    : repo_(repo), info_(std::move(info)), id_(id) {
+RepoLock::RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& options)
+    : repo_(repo),
+      options_(options),
+      exclusive_(info.exclusive),
+      info_(std::move(info)),
+      id_(id),
+      last_write_(std::chrono::steady_clock::now()) {
   refresher_ = std::jthread([this](std::stop_token st) { RefreshLoop(st); });
 }
 
-const Id& RepoLock::id() const { return id_; }
+Id RepoLock::id() const {
+  std::lock_guard l(mu_);
+  return id_;
+}
 
 Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclusive,
-                                                    std::chrono::seconds retry_for) {
+                                                    const LockOptions& options) {
   const std::string host = Hostname();
-  const auto deadline = std::chrono::steady_clock::now() + retry_for;
+  const auto deadline = std::chrono::steady_clock::now() + options.retry_for;
   auto log = GetLogger("repo");
   for (int attempt = 0;; attempt++) {
+    // The newest fresh conflicting lock, described; nullopt when there is none.
     auto conflict = [&](const std::optional<Id>& own) -> Result<std::optional<std::string>> {
       FSB_ASSIGN_OR_RETURN(auto locks, ListLocks(repo));
       int64_t now = NowSec();
+      const LockInfo* newest = nullptr;
       for (const auto& [id, l] : locks) {
         if (own && id == *own) continue;
         if (!exclusive && !l.exclusive) continue;
-        if (IsStale(l, now, host)) {
-          log->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(), Describe(l, now));
+        if (IsStale(l, now, host, options)) {
+          if (attempt == 0) {
+            log->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(), Describe(l, now));
+          }
           continue;
         }
-        return std::optional<std::string>(fmt::format("repository is already locked{} by {}",
-                                                      l.exclusive ? " exclusively" : "", Describe(l, now)));
+        if (newest == nullptr || l.time.sec > newest->time.sec) newest = &l;
       }
-      return std::optional<std::string>();
+      if (newest == nullptr) return std::optional<std::string>();
+      return std::optional<std::string>(fmt::format("repository is already locked{} by {}",
+                                                    newest->exclusive ? " exclusively" : "",
+                                                    Describe(*newest, now)));
     };
     FSB_ASSIGN_OR_RETURN(std::optional<std::string> before, conflict(std::nullopt));
     if (!before) {
@@ -137,42 +164,70 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       Result<std::optional<std::string>> after = conflict(id);
       if (after.ok() && !*after) {
-        return std::unique_ptr<RepoLock>(new RepoLock(repo, std::move(info), id));
+        return std::unique_ptr<RepoLock>(new RepoLock(repo, std::move(info), id, options));
       }
       repo.backend().Remove(Handle{FileType::kLock, id.Hex()}).IgnoreError();  // best effort
       if (!after.ok()) return after.status();
       before = *after;
     }
     if (std::chrono::steady_clock::now() >= deadline) return Status::FailedPrecondition(*before);
+    if (attempt == 0) log->info("waiting for lock reason=\"{}\"", *before);
     auto delay = std::chrono::milliseconds(std::min(10000, 500 << std::min(attempt, 4)));
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
         delay, deadline - std::chrono::steady_clock::now()));
   }
 }
 
+Status RepoLock::Refresh() {
+  std::lock_guard one(refresh_mu_);
+  LockInfo info;
+  {
+    std::lock_guard l(mu_);
+    info = info_;
+  }
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  info.time = LocalTimestamp(ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec));
+  std::string j = EncodeLock(info);
+  Result<Id> id = repo_.SaveUnpacked(FileType::kLock, AsBytes(j));
+  if (!id.ok()) return id.status().WithContext("refresh lock");
+  Id old;
+  {
+    std::lock_guard l(mu_);
+    old = id_;
+    id_ = *id;
+    info_ = info;
+    last_write_ = std::chrono::steady_clock::now();
+  }
+  // The new file is in place first, so the repository is never without our lock.
+  Status s = repo_.backend().Remove(Handle{FileType::kLock, old.Hex()});
+  if (!s.ok() && s.code() != StatusCode::kNotFound) {
+    return s.WithContext("refresh lock: remove superseded lock " + old.Short());
+  }
+  return Status::Ok();
+}
+
+Status RepoLock::Valid() const {
+  const auto limit = options_.stale_age - options_.refresh_interval * 3 / 2;
+  std::lock_guard l(mu_);
+  const auto since = std::chrono::steady_clock::now() - last_write_;
+  if (since > limit) {
+    return Status::FailedPrecondition(
+        fmt::format("lock {} was last refreshed {}s ago: others may treat it as stale soon",
+                    id_.Short(), std::chrono::duration_cast<std::chrono::seconds>(since).count()));
+  }
+  return Status::Ok();
+}
+
 void RepoLock::RefreshLoop(std::stop_token st) {
   for (;;) {
     {
       std::unique_lock l(mu_);
-      if (cv_.wait_for(l, st, kLockRefreshInterval, [] { return false; })) return;
+      if (cv_.wait_for(l, st, options_.refresh_interval, [] { return false; })) return;
       if (st.stop_requested()) return;
     }
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    info_.time = LocalTimestamp(ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec));
-    std::string j = EncodeLock(info_);
-    Result<Id> id = repo_.SaveUnpacked(FileType::kLock, AsBytes(j));
-    if (!id.ok()) {
-      GetLogger("repo")->warn("lock refresh failed err=\"{}\"", id.status().ToString());
-      continue;
-    }
-    Id old;
-    {
-      std::lock_guard l(mu_);
-      old = id_;
-      id_ = *id;
-    }
-    repo_.backend().Remove(Handle{FileType::kLock, old.Hex()}).IgnoreError();  // superseded
+    Status s = Refresh();
+    if (!s.ok()) GetLogger("repo")->warn("lock refresh failed err=\"{}\"", s.ToString());
   }
 }
 
@@ -180,11 +235,13 @@ RepoLock::~RepoLock() {
   refresher_.request_stop();
   cv_.notify_all();
   if (refresher_.joinable()) refresher_.join();
-  Status s = repo_.backend().Remove(Handle{FileType::kLock, id_.Hex()});
-  if (!s.ok()) GetLogger("repo")->warn("could not remove lock lock={} err=\"{}\"", id_.Short(), s.ToString());
+  const Id id = this->id();
+  Status s = repo_.backend().Remove(Handle{FileType::kLock, id.Hex()});
+  if (!s.ok())
+    GetLogger("repo")->warn("could not remove lock lock={} err=\"{}\"", id.Short(), s.ToString());
 }
 
-Result<int> RemoveLocks(Repository& repo, bool remove_all) {
+Result<int> RemoveLocks(Repository& repo, bool remove_all, const LockOptions& options) {
   if (remove_all) {
     // Every lock file, also those that cannot be read (a crash mid-write, another tool's format).
     std::vector<std::string> names;
@@ -203,7 +260,7 @@ Result<int> RemoveLocks(Repository& repo, bool remove_all) {
   int64_t now = NowSec();
   int removed = 0;
   for (const auto& [id, l] : locks) {
-    if (!remove_all && !IsStale(l, now, host)) continue;
+    if (!IsStale(l, now, host, options)) continue;
     FSB_RETURN_IF_ERROR(repo.backend().Remove(Handle{FileType::kLock, id.Hex()}));
     removed++;
   }

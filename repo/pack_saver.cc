@@ -74,7 +74,7 @@ Status PackSaver::UploadOne(PendingPack& p) {
   Status s = repo_.backend().Save(Handle{FileType::kPack, id.Hex()}, p.data);
   if (!s.ok()) return s.WithContext(fmt::format("save pack {}", id.Short()));
   // Only now, with the pack durable, may anything refer to its blobs.
-  repo_.AddToIndex(id, p.blobs);
+  if (options_.update_repository_index) repo_.AddToIndex(id, p.blobs);
   std::unique_lock lock(mu_);
   stats_.packs++;
   stats_.stored_bytes += p.data.size();

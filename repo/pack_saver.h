@@ -29,6 +29,10 @@ struct PackSaverOptions {
   size_t index_max_blobs = 150000;
   // Re-open each pack's header and every blob before upload (cheap insurance, restic ≥ 0.16.4).
   bool verify_before_upload = true;
+  // Add each stored pack's blobs to the repository's in-memory index (writers that dedup against
+  // it need that). prune turns it off: it keeps its own record of every blob, and 64–128 bytes a
+  // repacked blob would double its memory.
+  bool update_repository_index = true;
 };
 
 struct PackSaverStats {

@@ -46,6 +46,21 @@ void FaultyBackend::FailAlways(BackendOp op, Status status) {
 void FaultyBackend::ClearFaults() {
   std::lock_guard lock(mu_);
   faults_.clear();
+  crash_at_ = 0;
+}
+
+void FaultyBackend::CrashAt(int n, Status status, bool after_call) {
+  FSB_CHECK(n >= 1 && !status.ok());
+  std::lock_guard lock(mu_);
+  crash_at_ = n;
+  crash_seen_ = 0;
+  crash_after_ = after_call;
+  crash_status_ = std::move(status);
+}
+
+int FaultyBackend::TotalCalls() const {
+  std::lock_guard lock(mu_);
+  return total_calls_;
 }
 
 void FaultyBackend::FlipByte(const Handle& h, uint64_t offset, uint8_t mask) {
@@ -78,6 +93,7 @@ std::map<std::string, int> FaultyBackend::CallsByPath(BackendOp op) const {
 void FaultyBackend::ResetCounts() {
   std::lock_guard lock(mu_);
   calls_.fill(0);
+  total_calls_ = 0;
   for (auto& m : path_calls_) m.clear();
 }
 
@@ -85,8 +101,13 @@ FaultyBackend::Decision FaultyBackend::OnCall(BackendOp op, const Handle* h) {
   std::lock_guard lock(mu_);
   const size_t i = static_cast<size_t>(op);
   calls_[i]++;
+  total_calls_++;
   if (h != nullptr) path_calls_[i][h->Path()]++;
   Decision d;
+  if (crash_at_ > 0 && ++crash_seen_ >= crash_at_) {
+    (crash_after_ && crash_seen_ == crash_at_ ? d.fail_after : d.fail_before) = crash_status_;
+    return d;
+  }
   for (ActiveFault& f : faults_) {
     if (f.fault.op != op) continue;
     if (f.fault.handle.has_value() && (h == nullptr || !(*f.fault.handle == *h))) continue;

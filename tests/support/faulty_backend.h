@@ -46,6 +46,13 @@ class FaultyBackend : public repo::Backend {
   // Every call of `op` from now fails with `status`, until ClearFaults.
   void FailAlways(BackendOp op, Status status);
   void ClearFaults();
+  // Simulates the process dying at the nth call from now, counted over every operation: that
+  // call and every later one fail with `status`. With after_call the nth call still reaches the
+  // wrapped backend (a Save is stored, a Remove removes) before it fails, like a crash right after
+  // the request went out. ClearFaults ends the crash.
+  void CrashAt(int n, Status status, bool after_call = false);
+  // Calls of every operation since construction or ResetCounts.
+  int TotalCalls() const;
 
   // Each Load of `h` whose range covers file offset `offset` returns the byte there XORed with
   // `mask` (the stored file is untouched). Several flips may be set.
@@ -90,6 +97,11 @@ class FaultyBackend : public repo::Backend {
   repo::Backend& inner_;
   mutable std::mutex mu_;
   std::vector<ActiveFault> faults_;                                     // guarded by mu_
+  int crash_at_ = 0;    // guarded by mu_: 0 = no crash; else the call (of crash_seen_) that dies
+  int crash_seen_ = 0;  // guarded by mu_: calls since CrashAt
+  bool crash_after_ = false;                                            // guarded by mu_
+  Status crash_status_;                                                 // guarded by mu_
+  int total_calls_ = 0;                                                 // guarded by mu_
   std::vector<Flip> flips_;                                             // guarded by mu_
   std::array<int, kBackendOpCount> calls_{};                            // guarded by mu_
   std::array<std::map<std::string, int>, kBackendOpCount> path_calls_;  // guarded by mu_
