@@ -95,5 +95,39 @@ TEST_F(CheckTest, CorruptIndexFileIsReportedAndOthersStillChecked) {
   EXPECT_THAT(all, HasSubstr(idx.filename().string().substr(0, 8)));
 }
 
+TEST_F(CheckTest, ReadDataSubsetsSelectPacksAsRestic) {
+  auto r = OpenFixture("repo-v2");
+  CheckOptions all;
+  all.read_data = true;
+  const uint64_t packs = RunCheck(*r, all)->packs_read;
+  ASSERT_GE(packs, 4u);
+  // n/t: the buckets of the first ID byte modulo t cover every pack exactly once.
+  uint64_t sum = 0;
+  for (uint32_t n = 1; n <= 3; n++) {
+    CheckOptions o = all;
+    o.subset_n = n;
+    o.subset_m = 3;
+    auto res = RunCheck(*r, o);
+    ASSERT_TRUE(res.ok());
+    EXPECT_TRUE(res->errors.empty());
+    sum += res->packs_read;
+  }
+  EXPECT_EQ(sum, packs);
+  // x%: floor(packs × x / 100), at least one.
+  CheckOptions half = all;
+  half.subset_percent = 50;
+  half.seed = 1;
+  EXPECT_EQ(RunCheck(*r, half)->packs_read, packs / 2);
+  CheckOptions tiny = all;
+  tiny.subset_percent = 0.001;
+  EXPECT_EQ(RunCheck(*r, tiny)->packs_read, 1u);
+  // SIZE: the same as a percentage of all pack bytes.
+  CheckOptions bytes = all;
+  bytes.subset_bytes = 1;
+  EXPECT_EQ(RunCheck(*r, bytes)->packs_read, 1u);
+  bytes.subset_bytes = uint64_t{1} << 40;
+  EXPECT_EQ(RunCheck(*r, bytes)->packs_read, packs);
+}
+
 }  // namespace
 }  // namespace fsb::repo

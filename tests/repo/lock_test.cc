@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/faulty_backend.h"
 #include "tests/support/mem_backend.h"
 
 namespace fsb::repo {
@@ -117,6 +118,102 @@ TEST_F(LockTest, RetryWaitsForTheHolderToGo) {
   });
   auto l = RepoLock::Acquire(*repo_, false, std::chrono::seconds(10));
   EXPECT_TRUE(l.ok()) << l.status().ToString();
+}
+
+TEST_F(LockTest, RetryLockFailsNamingTheHolder) {
+  LockInfo held = Other(true, 75);
+  held.username = "alice";
+  PlantLock(held);
+  LockOptions o;
+  o.retry_for = std::chrono::milliseconds(600);
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(l.status().message(),
+              HasSubstr("PID 4242 on host another-host by user alice (age 1m1"));
+  EXPECT_THAT(l.status().message(), HasSubstr("exclusive"));
+}
+
+TEST_F(LockTest, KnownDeadHolderIsStaleAtOnce) {
+  LockInfo gone = Other(true, 5);  // fresh: only the predicate can make it stale
+  gone.hostname = "backup-pod-7f9c";
+  PlantLock(gone);
+  EXPECT_FALSE(RepoLock::Acquire(*repo_, false).ok());
+  LockOptions o;
+  o.is_stale_holder = [](const LockInfo& l) { return l.hostname == "backup-pod-7f9c"; };
+  {
+    auto l = RepoLock::Acquire(*repo_, true, o);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+  }
+  // unlock: without the predicate the lock is fresh and stays; with it, it goes.
+  EXPECT_EQ(*RemoveLocks(*repo_, false), 0);
+  EXPECT_EQ(*RemoveLocks(*repo_, false, o), 1);
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+}
+
+TEST_F(LockTest, ExclusiveLockConflictsWithEveryFreshLock) {
+  PlantLock(Other(false, 5));
+  auto l = RepoLock::Acquire(*repo_, true);
+  ASSERT_FALSE(l.ok());
+  EXPECT_THAT(l.status().message(), HasSubstr("repository is already locked by PID 4242"));
+}
+
+TEST_F(LockTest, RefreshWritesANewLockFileThenRemovesTheOld) {
+  auto l = RepoLock::Acquire(*repo_, true);  // the timer (5 minutes) stays out of the way
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  const Id first = (*l)->id();
+  const Timestamp first_time = ListLocks(*repo_)->front().second.time;
+  testing::MemBackend* mem = mem_;
+  ASSERT_TRUE((*l)->Refresh().ok());
+  auto locks = ListLocks(*repo_);
+  ASSERT_EQ(locks->size(), 1u);
+  EXPECT_NE(locks->front().first, first);
+  EXPECT_EQ(locks->front().first, (*l)->id());
+  EXPECT_TRUE(locks->front().second.exclusive);
+  EXPECT_NE(locks->front().second.time, first_time);
+  EXPECT_FALSE(mem->Contains(Handle{FileType::kLock, first.Hex()}));
+  EXPECT_TRUE((*l)->Valid().ok());
+  l->reset();
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+}
+
+TEST_F(LockTest, RefresherRewritesTheLockOnItsTimer) {
+  LockOptions o;
+  o.refresh_interval = std::chrono::milliseconds(50);
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  const Id first = (*l)->id();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((*l)->id() == first && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE((*l)->id(), first);
+  l->reset();
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+}
+
+TEST(LockValidTest, LockThatCannotBeRefreshedBecomesInvalid) {
+  testing::MemBackend mem;
+  InitOptions init;
+  init.scrypt_n = 1024;
+  auto faulty = std::make_unique<testing::FaultyBackend>(mem);
+  testing::FaultyBackend* fb = faulty.get();
+  auto repo = std::move(*Repository::Init(std::move(faulty), Secret<std::string>("pw"), init));
+  LockOptions o;
+  o.refresh_interval = std::chrono::milliseconds(40);
+  o.stale_age = std::chrono::milliseconds(400);  // invalid 400 - 60 = 340 ms after the last write
+  auto l = RepoLock::Acquire(*repo, true, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_TRUE((*l)->Valid().ok());
+  fb->FailAlways(testing::BackendOp::kSave, Status::Unavailable("backend down"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((*l)->Valid().ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Status v = (*l)->Valid();
+  EXPECT_EQ(v.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(v.message(), HasSubstr("stale"));
+  fb->ClearFaults();
 }
 
 }  // namespace
