@@ -48,6 +48,7 @@ int Main(int argc, char** argv) {
     AddForgetCommand(app, g, commands);
     AddPruneCommand(app, g, commands);
     AddVersionCommand(app, g, commands);
+    AddAgentCommand(app, g, commands);
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
