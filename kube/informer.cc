@@ -179,6 +179,7 @@ Status Informer::ListAndReplace(std::string* rv) {
     if (fresh.find(key) == fresh.end()) Deliver(EventType::kDeleted, key, obj);
   }
   *rv = list.resource_version;
+  SetError(Status::Ok());  // before synced_: whoever sees synced sees a healthy informer
   {
     std::lock_guard lock(mu_);
     synced_ = true;
@@ -226,7 +227,6 @@ void Informer::Run(std::stop_token stop) {
       }
       need_list = false;
       backoff = options_.backoff_min;
-      SetError(Status::Ok());
     }
 
     bool progressed = false;
