@@ -20,6 +20,13 @@
 // field managers, garbage collection (ownerReferences), deletecollection, protobuf, table output
 // (kubectl prints lists itself), a real status subresource (status patches change the same
 // object, like CRDs without `subresources.status`), authorization (any valid token may do all).
+// Simplified: a strategic merge patch is applied as a JSON merge patch (lists are replaced, `$`
+// directives dropped); list pages after the first show objects as they are now, not a snapshot
+// (all pages carry the first page's resourceVersion); a watch from a future resourceVersion is
+// not refused. A watch whose client went away keeps its server thread until its next write, its
+// timeoutSeconds, DropWatches or the destructor.
+//
+// Start() ignores SIGPIPE for the whole process (httplib and OpenSSL write without MSG_NOSIGNAL).
 //
 // Thread-safety: every public method is safe for concurrent use, including while requests are
 // served. The destructor ends every open watch and joins the server's threads.
