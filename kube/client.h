@@ -61,13 +61,26 @@ struct WatchEvent {
 // Errors: HTTP answers become Statuses carrying the API server's Status message ("pods \"x\" not
 // found"): 404 → kNotFound; 409 AlreadyExists → kAlreadyExists; 409 Conflict → kFailedPrecondition
 // (IsConflict is true); 410 Gone → kFailedPrecondition (IsGone is true); 400/422 → kInvalidArgument;
-// 401/403 → kPermissionDenied; 429, 5xx and transport failures → kUnavailable. Messages name the
-// verb and resource, never the token.
+// 401/403 → kPermissionDenied; 429, 5xx and transport failures → kUnavailable; other 4xx →
+// kInvalidArgument; a 2xx body that is not a JSON object → kCorruption. Messages name the verb
+// and resource, never the token: "<verb> <resource> <ns>/<name>: <server message> (HTTP <code>
+// <reason>)", e.g. `get podvolumebackups.velero.io velero/x: podvolumebackups.velero.io "x" not
+// found (HTTP 404 NotFound)`; a transport failure instead ends with curl's "GET <url>: <error>".
+// IsConflict and IsGone look, on a kFailedPrecondition status, for the marks "(HTTP 409
+// Conflict)" and "(HTTP 410 Gone)", which only this module writes (the 410 mark also for the
+// server's reason "Expired"); they survive WithContext.
 bool IsConflict(const Status& s);
 bool IsGone(const Status& s);
 
+// Requests: "Authorization: Bearer <token>" when there is a token (a 401 re-reads the token file
+// and tries once more if it changed). GET and list pages are tried up to 3 times on transport
+// failures, 429 and 5xx (100 ms, then 400 ms, jittered); POST, PUT, PATCH and DELETE only when
+// the connection was refused (nothing was sent). Namespaced resources need a namespace for one
+// object: `ns`, or for Create/Update the object's metadata.namespace; else kInvalidArgument.
 class Client {
  public:
+  // An HTTP client for config.server (http:// or https://, else kInvalidArgument). Reads the
+  // token file now when there is one (its errors name it). Sends nothing.
   static Result<std::unique_ptr<Client>> Create(KubeConfig config, ClientOptions options = {});
   virtual ~Client() = default;
 
