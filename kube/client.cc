@@ -29,16 +29,6 @@ std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
   return std::chrono::milliseconds(dist(rng));
 }
 
-std::string TrimToken(std::string s) {
-  while (!s.empty() &&
-         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
-    s.pop_back();
-  }
-  size_t start = 0;
-  while (start < s.size() && (s[start] == ' ' || s[start] == '\t')) ++start;
-  return s.substr(start);
-}
-
 // The bearer token: fixed, or from a file that is re-read when it changes (a projected
 // service-account token is rewritten about hourly, through a symlink swap). The file is looked at
 // (one stat) at most every `recheck`, and at once after a 401. Safe for concurrent use.
@@ -101,7 +91,7 @@ class TokenSource {
     const bool have_id = StatFile(file_, &id);
     Result<std::string> text = internal::ReadSmallFile(file_, "token file", 1 << 20);
     if (!text.ok()) return text.status();
-    std::string token = TrimToken(std::move(*text));
+    std::string token = internal::TrimSpace(std::move(*text));
     if (token.empty()) return Status::InvalidArgument(fmt::format("token file {}: empty", file_));
     token_ = Secret<std::string>(std::move(token));
     if (have_id) id_ = id;

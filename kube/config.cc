@@ -135,16 +135,6 @@ std::string ResolvePath(const std::filesystem::path& dir, const std::string& p) 
   return (dir / p).lexically_normal().string();
 }
 
-std::string TrimToken(std::string s) {
-  while (!s.empty() &&
-         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
-    s.pop_back();
-  }
-  size_t start = 0;
-  while (start < s.size() && (s[start] == ' ' || s[start] == '\t' || s[start] == '\n')) ++start;
-  return s.substr(start);
-}
-
 Result<KubeConfig> ResolveKubeconfig(const RawKubeconfig& raw, const std::filesystem::path& dir,
                                      const std::string& context_flag) {
   const std::string context_name = context_flag.empty() ? raw.current_context : context_flag;
@@ -239,7 +229,7 @@ Result<KubeConfig> ResolveKubeconfig(const RawKubeconfig& raw, const std::filesy
     // Read now so that a wrong path fails at start, naming the file; the Client re-reads it.
     Result<std::string> token = internal::ReadSmallFile(config.token_file, "token file", 1 << 20);
     if (!token.ok()) return token.status().WithContext(where_user);
-    config.token = Secret<std::string>(TrimToken(std::move(*token)));
+    config.token = Secret<std::string>(internal::TrimSpace(std::move(*token)));
   }
   return config;
 }
@@ -268,7 +258,7 @@ Result<KubeConfig> LoadInClusterConfig(const InClusterPaths& paths) {
   }
   FSB_ASSIGN_OR_RETURN(std::string token,
                        internal::ReadSmallFile(paths.token_file, "service account token", 1 << 20));
-  config.token = Secret<std::string>(TrimToken(std::move(token)));
+  config.token = Secret<std::string>(internal::TrimSpace(std::move(token)));
   config.token_file = paths.token_file;
   // Read once so that a missing CA fails here, naming the file; curl reads it per connection.
   FSB_ASSIGN_OR_RETURN(std::string ca,
@@ -277,7 +267,7 @@ Result<KubeConfig> LoadInClusterConfig(const InClusterPaths& paths) {
   config.ca_file = paths.ca_file;
   Result<std::string> ns = internal::ReadSmallFile(paths.namespace_file, "namespace file", 4096);
   if (ns.ok()) {
-    config.default_namespace = TrimToken(std::move(*ns));
+    config.default_namespace = internal::TrimSpace(std::move(*ns));
   } else if (ns.status().code() != StatusCode::kNotFound) {
     return ns.status();  // a missing file leaves the namespace empty, as client-go
   }

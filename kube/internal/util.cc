@@ -29,6 +29,13 @@ std::string PercentEncode(std::string_view s) {
   return out;
 }
 
+std::string TrimSpace(std::string_view s) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return std::string(s);
+}
+
 Result<std::string> ReadSmallFile(const std::string& path, std::string_view what,
                                   size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

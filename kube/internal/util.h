@@ -13,6 +13,9 @@ namespace fsb::kube::internal {
 // path segments and for query keys and values alike.
 std::string PercentEncode(std::string_view s);
 
+// `s` without leading and trailing whitespace (a token file ends with a newline).
+std::string TrimSpace(std::string_view s);
+
 // The whole content of a small file (a token, a CA bundle, a kubeconfig). `what` names it in the
 // error ("token file"): kNotFound, kPermissionDenied or kInvalidArgument (a directory) from errno;
 // kResourceExhausted past `max_bytes`.
