@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tests/kube/kube_test_util.h"
+#include "tests/support/s3_server.h"  // MakeTestCertificates
 #include "tests/support/test_util.h"
 
 namespace fsb::kube {
@@ -723,6 +724,35 @@ TEST_F(ClientTlsTest, UnknownCaIsFailedPreconditionUnlessInsecure) {
   insecure.insecure_skip_tls_verify = true;
   s = GetWith(insecure);
   EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(ClientTlsTest, ClientCertificateFilesOrDataAreLoaded) {
+  // The test server asks for no client certificate, so this checks that curl loads (and pairs)
+  // what it is given, from files and from PEM data, and refuses what is not a certificate.
+  fsb::testing::TempDir dir;
+  std::string why;
+  ASSERT_TRUE(fsb::testing::MakeTestCertificates(dir.path(), &why)) << why;
+  const std::string cert = (dir.path() / "server.crt").string();
+  const std::string key = (dir.path() / "server.key").string();
+
+  KubeConfig files;
+  files.ca_file = server_->ca_file();
+  files.client_cert_file = cert;
+  files.client_key_file = key;
+  Status s = GetWith(files);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+
+  KubeConfig data;
+  data.ca_file = server_->ca_file();
+  data.client_cert_data = fsb::testing::ReadFileToString(cert);
+  data.client_key_data = Secret<std::string>(fsb::testing::ReadFileToString(key));
+  s = GetWith(data);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+
+  KubeConfig garbage = data;
+  garbage.client_cert_data = "not a certificate";
+  s = GetWith(garbage);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
 }
 
 }  // namespace
