@@ -49,6 +49,7 @@ int Main(int argc, char** argv) {
     AddPruneCommand(app, g, commands);
     AddVersionCommand(app, g, commands);
     AddAgentCommand(app, g, commands);
+    AddCoordinatorCommand(app, g, commands);
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -55,6 +55,7 @@ void AddForgetCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out
 void AddPruneCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddVersionCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 void AddAgentCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
+void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out);
 
 // The repository location from the flag or the environment. kInvalidArgument when none is set.
 Result<std::string> ResolveRepository(const GlobalOptions& g);

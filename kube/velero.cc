@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "base/bytes.h"
 #include "kube/internal/fields.h"
 
@@ -145,6 +148,229 @@ Result<BackupRepository> ParseBackupRepository(const Object& obj) {
   r.last_maintenance_time = OptStr(f, {"status", "lastMaintenanceTime"});
   FSB_RETURN_IF_ERROR(f.status());
   return r;
+}
+
+namespace {
+
+// `*err` gets the first shape error the Fields reader cannot express (a selector that is not an
+// object).
+std::optional<LabelSelector> ReadSelector(Fields& f, Fields::Path path, const std::string& name,
+                                          Status* err) {
+  const Object* o = f.Find(path);
+  if (!o) return std::nullopt;
+  Fields sf(*o, f.what() + ": " + name);
+  if (!o->is_object()) {
+    if (err->ok()) {
+      *err = Status::InvalidArgument(
+          fmt::format("{}: {}: want an object, got {}", f.what(), name, o->type_name()));
+    }
+    return std::nullopt;
+  }
+  LabelSelector sel;
+  sel.match_labels = sf.StrMap({"matchLabels"});
+  sf.ForEach({"matchExpressions"}, [&](const Object& e) {
+    Fields ef(e, sf.what() + ".matchExpressions");
+    LabelSelectorRequirement r;
+    r.key = ef.Str({"key"});
+    r.op = ef.Str({"operator"});
+    r.values = ef.StrList({"values"});
+    sf.Absorb(ef);
+    sel.match_expressions.push_back(std::move(r));
+  });
+  f.Absorb(sf);
+  return sel;
+}
+
+std::vector<LabelSelector> ReadSelectors(Fields& f, Fields::Path path, const std::string& name,
+                                         Status* err) {
+  std::vector<LabelSelector> out;
+  f.ForEach(path, [&](const Object& e) {
+    Fields ef(e, f.what());
+    std::optional<LabelSelector> s = ReadSelector(ef, {}, name, err);
+    f.Absorb(ef);
+    if (s) out.push_back(std::move(*s));
+  });
+  return out;
+}
+
+std::optional<bool> OptBool(Fields& f, Fields::Path path) {
+  const Object* o = f.Find(path);
+  if (!o) return std::nullopt;
+  return f.Bool(path);
+}
+
+}  // namespace
+
+Status LabelSelector::Validate() const {
+  for (const LabelSelectorRequirement& r : match_expressions) {
+    if (r.key.empty()) return Status::InvalidArgument("label selector: an expression has no key");
+    if (r.op == "In" || r.op == "NotIn") {
+      if (r.values.empty()) {
+        return Status::InvalidArgument(fmt::format(
+            "label selector: key {}: for 'in', 'notin' operators, values set can't be empty",
+            r.key));
+      }
+    } else if (r.op == "Exists" || r.op == "DoesNotExist") {
+      if (!r.values.empty()) {
+        return Status::InvalidArgument(fmt::format(
+            "label selector: key {}: values set must be empty for exists and does not exist",
+            r.key));
+      }
+    } else {
+      return Status::InvalidArgument(fmt::format(
+          "label selector: key {}: \"{}\" is not a valid label selector operator", r.key, r.op));
+    }
+  }
+  return Status::Ok();
+}
+
+bool LabelSelector::Matches(const Labels& labels) const {
+  for (const auto& [k, v] : match_labels) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  for (const LabelSelectorRequirement& r : match_expressions) {
+    auto it = labels.find(r.key);
+    const bool has = it != labels.end();
+    const bool in =
+        has && std::find(r.values.begin(), r.values.end(), it->second) != r.values.end();
+    if (r.op == "In" && !in) return false;
+    if (r.op == "NotIn" && in) return false;
+    if (r.op == "Exists" && !has) return false;
+    if (r.op == "DoesNotExist" && has) return false;
+  }
+  return true;
+}
+
+Result<Backup> ParseBackup(const Object& obj) {
+  if (!obj.is_object()) return Status::InvalidArgument("backup: not a JSON object");
+  Fields f(obj, Describe(obj, "backup"));
+  Backup b;
+  FSB_ASSIGN_OR_RETURN(b.meta, ParseMeta(obj));
+  b.included_namespaces = f.StrList({"spec", "includedNamespaces"});
+  b.excluded_namespaces = f.StrList({"spec", "excludedNamespaces"});
+  b.included_resources = f.StrList({"spec", "includedResources"});
+  b.excluded_resources = f.StrList({"spec", "excludedResources"});
+  Status shape;
+  b.label_selector = ReadSelector(f, {"spec", "labelSelector"}, "spec.labelSelector", &shape);
+  b.or_label_selectors =
+      ReadSelectors(f, {"spec", "orLabelSelectors"}, "spec.orLabelSelectors", &shape);
+  b.default_volumes_to_fs_backup = OptBool(f, {"spec", "defaultVolumesToFsBackup"});
+  b.default_volumes_to_restic = OptBool(f, {"spec", "defaultVolumesToRestic"});
+  b.storage_location = f.Str({"spec", "storageLocation"});
+  b.ttl = f.Str({"spec", "ttl"});
+  b.has_uploader_config = f.Find({"spec", "uploaderConfig"}) != nullptr;
+  b.parallel_files_upload = f.Int({"spec", "uploaderConfig", "parallelFilesUpload"});
+  b.phase = f.Str({"status", "phase"});
+  b.validation_errors = f.StrList({"status", "validationErrors"});
+  b.start_timestamp = OptStr(f, {"status", "startTimestamp"});
+  b.completion_timestamp = OptStr(f, {"status", "completionTimestamp"});
+  b.expiration = OptStr(f, {"status", "expiration"});
+  b.warnings = f.Int({"status", "warnings"});
+  b.errors = f.Int({"status", "errors"});
+  b.failure_reason = f.Str({"status", "failureReason"});
+  FSB_RETURN_IF_ERROR(f.status());
+  FSB_RETURN_IF_ERROR(shape);
+  return b;
+}
+
+Result<Restore> ParseRestore(const Object& obj) {
+  if (!obj.is_object()) return Status::InvalidArgument("restore: not a JSON object");
+  Fields f(obj, Describe(obj, "restore"));
+  Restore r;
+  FSB_ASSIGN_OR_RETURN(r.meta, ParseMeta(obj));
+  r.backup_name = f.Str({"spec", "backupName"});
+  r.schedule_name = f.Str({"spec", "scheduleName"});
+  r.included_namespaces = f.StrList({"spec", "includedNamespaces"});
+  r.excluded_namespaces = f.StrList({"spec", "excludedNamespaces"});
+  r.included_resources = f.StrList({"spec", "includedResources"});
+  r.excluded_resources = f.StrList({"spec", "excludedResources"});
+  r.namespace_mapping = f.StrMap({"spec", "namespaceMapping"});
+  Status shape;
+  r.label_selector = ReadSelector(f, {"spec", "labelSelector"}, "spec.labelSelector", &shape);
+  r.or_label_selectors =
+      ReadSelectors(f, {"spec", "orLabelSelectors"}, "spec.orLabelSelectors", &shape);
+  r.existing_resource_policy = f.Str({"spec", "existingResourcePolicy"});
+  r.restore_pvs = OptBool(f, {"spec", "restorePVs"});
+  r.has_uploader_config = f.Find({"spec", "uploaderConfig"}) != nullptr;
+  r.write_sparse_files = f.Bool({"spec", "uploaderConfig", "writeSparseFiles"});
+  r.parallel_files_download = f.Int({"spec", "uploaderConfig", "parallelFilesDownload"});
+  r.phase = f.Str({"status", "phase"});
+  r.validation_errors = f.StrList({"status", "validationErrors"});
+  r.start_timestamp = OptStr(f, {"status", "startTimestamp"});
+  r.completion_timestamp = OptStr(f, {"status", "completionTimestamp"});
+  r.warnings = f.Int({"status", "warnings"});
+  r.errors = f.Int({"status", "errors"});
+  r.failure_reason = f.Str({"status", "failureReason"});
+  FSB_RETURN_IF_ERROR(f.status());
+  FSB_RETURN_IF_ERROR(shape);
+  return r;
+}
+
+Result<Schedule> ParseSchedule(const Object& obj) {
+  if (!obj.is_object()) return Status::InvalidArgument("schedule: not a JSON object");
+  Fields f(obj, Describe(obj, "schedule"));
+  Schedule s;
+  FSB_ASSIGN_OR_RETURN(s.meta, ParseMeta(obj));
+  s.schedule = f.Str({"spec", "schedule"});
+  s.paused = f.Bool({"spec", "paused"});
+  s.use_owner_references_in_backup = f.Bool({"spec", "useOwnerReferencesInBackup"});
+  s.skip_immediately = f.Bool({"spec", "skipImmediately"});
+  if (const Object* t = f.Find({"spec", "template"})) {
+    if (!t->is_object()) {
+      return Status::InvalidArgument(f.what() + ": spec.template: want an object");
+    }
+    s.template_spec = *t;
+  }
+  s.phase = f.Str({"status", "phase"});
+  s.last_backup = OptStr(f, {"status", "lastBackup"});
+  s.validation_errors = f.StrList({"status", "validationErrors"});
+  FSB_RETURN_IF_ERROR(f.status());
+  return s;
+}
+
+Result<std::chrono::milliseconds> ParseGoDuration(std::string_view s) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(fmt::format("invalid duration \"{}\": {}", s, why));
+  };
+  if (s.empty()) return bad("empty");
+  if (s == "0") return std::chrono::milliseconds(0);
+  if (s.front() == '-') return bad("negative");
+  if (s.front() == '+') s.remove_prefix(1);
+  double total_ms = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t num_start = i;
+    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
+    if (i == num_start) return bad("want a number");
+    const std::string num(s.substr(num_start, i - num_start));
+    char* end = nullptr;
+    const double v = std::strtod(num.c_str(), &end);
+    if (end != num.c_str() + num.size()) return bad("bad number");
+    const size_t unit_start = i;
+    while (i < s.size() && !((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
+    const std::string_view unit = s.substr(unit_start, i - unit_start);
+    double ms = 0;
+    if (unit == "h") {
+      ms = 3'600'000;
+    } else if (unit == "m") {
+      ms = 60'000;
+    } else if (unit == "s") {
+      ms = 1'000;
+    } else if (unit == "ms") {
+      ms = 1;
+    } else if (unit == "us" || unit == "µs" || unit == "μs") {
+      ms = 0.001;
+    } else if (unit == "ns") {
+      ms = 0.000001;
+    } else if (unit.empty()) {
+      return bad("missing unit");
+    } else {
+      return bad(fmt::format("unknown unit \"{}\"", unit));
+    }
+    total_ms += v * ms;
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(total_ms)));
 }
 
 Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl,

@@ -1,13 +1,15 @@
 // kube/velero.h: typed views of Velero's velero.io/v1 objects (the CRDs in deploy/crds/):
-// PodVolumeBackup, PodVolumeRestore, BackupStorageLocation, BackupRepository, with the label,
-// annotation and phase names Velero uses (velero-fs-backup.md §2–§4, §6). Parsing validates
-// every field read; value types, safe to copy between threads.
+// PodVolumeBackup, PodVolumeRestore, BackupStorageLocation, BackupRepository, Backup, Restore and
+// Schedule, with the label, annotation and phase names Velero uses (velero-fs-backup.md §2–§4,
+// §6, §8). Parsing validates every field read; value types, safe to copy between threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "kube/objects.h"
@@ -97,13 +99,96 @@ struct BackupRepository {
 };
 Result<BackupRepository> ParseBackupRepository(const Object& obj);
 
+// metav1.LabelSelector: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist).
+struct LabelSelectorRequirement {
+  std::string key, op;
+  std::vector<std::string> values;
+};
+struct LabelSelector {
+  std::map<std::string, std::string> match_labels;
+  std::vector<LabelSelectorRequirement> match_expressions;
+
+  bool Empty() const { return match_labels.empty() && match_expressions.empty(); }
+  // As metav1.LabelSelectorAsSelector: an unknown operator, In/NotIn without values or
+  // Exists/DoesNotExist with values is kInvalidArgument naming the key.
+  Status Validate() const;
+  // All of matchLabels and every expression hold. An empty selector matches everything.
+  bool Matches(const Labels& labels) const;
+};
+
+// The Backup fields fsb acts on (crds/velero.io_backups.yaml).
+struct Backup {
+  ObjectMeta meta;
+  std::vector<std::string> included_namespaces, excluded_namespaces;
+  std::vector<std::string> included_resources, excluded_resources;
+  std::optional<LabelSelector> label_selector;
+  std::vector<LabelSelector> or_label_selectors;
+  std::optional<bool> default_volumes_to_fs_backup;
+  std::optional<bool> default_volumes_to_restic;  // deprecated alias
+  std::string storage_location;
+  std::string ttl;  // Go duration; "" = the server default (720h)
+  // spec.uploaderConfig.parallelFilesUpload, 0 when absent; has_uploader_config when present.
+  bool has_uploader_config = false;
+  int64_t parallel_files_upload = 0;
+  // status
+  std::string phase;  // "" is New
+  std::vector<std::string> validation_errors;
+  std::optional<std::string> start_timestamp, completion_timestamp, expiration;
+  int64_t warnings = 0, errors = 0;
+  std::string failure_reason;
+};
+Result<Backup> ParseBackup(const Object& obj);
+
+// The Restore fields fsb acts on (crds/velero.io_restores.yaml).
+struct Restore {
+  ObjectMeta meta;
+  std::string backup_name, schedule_name;
+  std::vector<std::string> included_namespaces, excluded_namespaces;
+  std::vector<std::string> included_resources, excluded_resources;
+  std::map<std::string, std::string> namespace_mapping;
+  std::optional<LabelSelector> label_selector;
+  std::vector<LabelSelector> or_label_selectors;
+  std::string existing_resource_policy;  // "" (none) or "update"
+  std::optional<bool> restore_pvs;
+  bool has_uploader_config = false;
+  bool write_sparse_files = false;
+  int64_t parallel_files_download = 0;
+  // status
+  std::string phase;
+  std::vector<std::string> validation_errors;
+  std::optional<std::string> start_timestamp, completion_timestamp;
+  int64_t warnings = 0, errors = 0;
+  std::string failure_reason;
+};
+Result<Restore> ParseRestore(const Object& obj);
+
+// The Schedule fields (crds/velero.io_schedules.yaml); `template_spec` is the Backup spec to copy.
+struct Schedule {
+  ObjectMeta meta;
+  std::string schedule;  // cron expression
+  bool paused = false;
+  bool use_owner_references_in_backup = false;
+  bool skip_immediately = false;
+  Object template_spec = Object::object();
+  // status
+  std::string phase;
+  std::optional<std::string> last_backup;
+  std::vector<std::string> validation_errors;
+};
+Result<Schedule> ParseSchedule(const Object& obj);
+
+// A Go time.Duration string as Velero writes them ("720h0m0s", "90m", "1.5h", "300ms", "0s").
+// kInvalidArgument naming the text for anything else (no unit, unknown unit, negative).
+Result<std::chrono::milliseconds> ParseGoDuration(std::string_view s);
+
 // The restic repository of `volume_namespace` in `bsl`, as Velero's GetRepoIdentifier builds it
 // (velero-fs-backup.md §4.3): config.resticRepoPrefix + "/" + namespace when set (the only form
-// for a local directory); for aws (or any provider with config.s3Url)
+// for a local directory); for aws (or a provider Velero does not know, with config.s3Url)
 // "s3:<s3Url>/<bucket>/<prefix>/restic/<namespace>" or
 // "s3:s3-<region>.amazonaws.com/<bucket>/...", azure "azure:<bucket>:/...", gcp
 // "gs:<bucket>:/...". kInvalidArgument naming the location for anything else (velero.io/fs
 // without a prefix, aws without s3Url or region, no bucket).
-Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl, std::string_view volume_namespace);
+Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl,
+                                   std::string_view volume_namespace);
 
 }  // namespace fsb::kube::velero

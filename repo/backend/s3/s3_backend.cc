@@ -499,4 +499,62 @@ Status S3Backend::Create() {
   return Status::Ok();
 }
 
+Status S3Backend::PutObject(std::string_view key, ByteView data) {
+  if (key.empty() || key.front() == '/') {
+    return Status::InvalidArgument(fmt::format("invalid object key \"{}\"", key));
+  }
+  const std::string full =
+      config_.prefix.empty() ? std::string(key) : config_.prefix + "/" + std::string(key);
+  Call c("put", full, "PUT", full);
+  c.body = data;
+  c.headers.emplace_back("Content-Type", "application/octet-stream");
+  if (Bytes md5 = Md5(data); !md5.empty()) c.headers.emplace_back("Content-MD5", Base64Encode(md5));
+  FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
+  if (resp.status / 100 != 2) return ErrorFor(c, resp);
+  return Status::Ok();
+}
+
+Result<Bytes> S3Backend::GetObject(std::string_view key) {
+  if (key.empty() || key.front() == '/') {
+    return Status::InvalidArgument(fmt::format("invalid object key \"{}\"", key));
+  }
+  const std::string full =
+      config_.prefix.empty() ? std::string(key) : config_.prefix + "/" + std::string(key);
+  Call c("get", full, "GET", full);
+  FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
+  if (resp.status != 200) return ErrorFor(c, resp);
+  return std::move(resp.body);
+}
+
+Status S3Backend::ListObjects(std::string_view key_prefix,
+                              const std::function<Status(const std::string& key)>& fn) {
+  const std::string base = config_.prefix.empty() ? std::string() : config_.prefix + "/";
+  const std::string prefix = base + std::string(key_prefix);
+  std::string token;
+  for (int page = 1;; page++) {
+    Call c("list", prefix, "GET", "");
+    c.query = {{"list-type", "2"}, {"prefix", prefix}};
+    if (!token.empty()) c.query.emplace_back("continuation-token", token);
+    FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
+    if (resp.status != 200) return ErrorFor(c, resp);
+    const std::string_view xml = AsString(resp.body);
+    if (xml.find("<ListBucketResult") == std::string_view::npos) {
+      return Status::Unavailable(
+          fmt::format("list {}: page {}: not a ListObjectsV2 response", prefix, page));
+    }
+    for (std::string_view contents : Elements(xml, "Contents")) {
+      const std::string key = Element(contents, "Key");
+      if (!key.starts_with(base)) continue;
+      FSB_RETURN_IF_ERROR(fn(key.substr(base.size())));
+    }
+    if (Element(xml, "IsTruncated") != "true") return Status::Ok();
+    std::string next = Element(xml, "NextContinuationToken");
+    if (next.empty() || next == token) {
+      return Status::FailedPrecondition(fmt::format(
+          "list {}: page {} is truncated but has no new continuation token", prefix, page));
+    }
+    token = std::move(next);
+  }
+}
+
 }  // namespace fsb::repo

@@ -57,6 +57,16 @@ class S3Backend : public Backend {
   // The object key of `h` ("prefix/data/ab/ab...").
   std::string Key(const Handle& h) const;
 
+  // Arbitrary objects under the configured prefix (`key` relative to it, no leading '/'), for
+  // files that are not repository files: the coordinator's records in a backup storage location
+  // (repo/backend/object_store.h). Same signing, retries and error mapping as the repository
+  // calls. GetObject: kNotFound if absent. ListObjects: the relative keys under `key_prefix`
+  // (recursively), in the server's order; `fn` runs on the calling thread.
+  Status PutObject(std::string_view key, ByteView data);
+  Result<Bytes> GetObject(std::string_view key);
+  Status ListObjects(std::string_view key_prefix,
+                     const std::function<Status(const std::string& key)>& fn);
+
  private:
   explicit S3Backend(const S3Config& config);
 

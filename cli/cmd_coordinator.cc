@@ -1,0 +1,127 @@
+// `fsb coordinator`: turns Velero Backups and Restores into PodVolumeBackups and
+// PodVolumeRestores for fsb's node agents (coordinator/coordinator.h); one Deployment per
+// cluster. Flags follow Velero's server where they exist (--fs-backup-timeout,
+// --default-volumes-to-fs-backup, --default-backup-ttl, --default-backup-storage-location).
+// SIGTERM or SIGINT: the step in flight finishes, then the process exits 0.
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "base/log.h"
+#include "cli/global.h"
+#include "coordinator/coordinator.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "kube/velero.h"
+
+namespace fsb::cli {
+namespace {
+
+struct CoordinatorFlags {
+  coordinator::CoordinatorOptions options;
+  std::string kubeconfig;
+  std::string fs_backup_timeout = "4h";
+  std::string default_ttl = "720h";
+  std::string resync = "30s";
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+}  // namespace
+
+void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out) {
+  auto flags = std::make_shared<CoordinatorFlags>();
+  CLI::App* sub = app.add_subcommand(
+      "coordinator", "Run the coordinator (Velero Backups/Restores → PodVolumeBackups/Restores)");
+  coordinator::CoordinatorOptions& o = flags->options;
+  sub->add_option("--namespace", o.ns,
+                  "Velero's namespace (default $VELERO_NAMESPACE, else velero)");
+  sub->add_option("--kubeconfig", flags->kubeconfig,
+                  "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)");
+  sub->add_flag("--claim-all-backups", o.claim_all,
+                "act on every Backup and Restore, not only those labelled "
+                "fsb.velero.io/coordinator=true (clusters without a Velero server)");
+  sub->add_flag("--default-volumes-to-fs-backup", o.default_volumes_to_fs_backup,
+                "back up all pod volumes when a Backup does not say");
+  sub->add_option("--fs-backup-timeout", flags->fs_backup_timeout,
+                  "how long a Backup or Restore waits for its pod volumes")
+      ->capture_default_str();
+  sub->add_option("--default-backup-ttl", flags->default_ttl, "Backup ttl when spec.ttl is empty")
+      ->capture_default_str();
+  sub->add_option("--default-backup-storage-location", o.default_bsl,
+                  "BSL used when a Backup names none and none is marked default")
+      ->capture_default_str();
+  sub->add_option("--restore-helper-image", o.restore_helper.image,
+                  "image of the restore-wait init container")
+      ->capture_default_str();
+  sub->add_option("--scratch-dir", o.storage.scratch_dir, "where credential files are written")
+      ->capture_default_str();
+  sub->add_option("--credentials-file", o.storage.credentials_file,
+                  "object store credentials file (default $AWS_SHARED_CREDENTIALS_FILE)");
+  sub->add_option("--workers", o.workers, "objects reconciled at once")->capture_default_str();
+  sub->add_option("--resync", flags->resync, "re-examine every Backup and Restore this often")
+      ->capture_default_str();
+  sub->add_option("--log-format", flags->log_format, "text or json")->capture_default_str();
+  sub->add_option("--log-level", flags->log_level, "debug, info, warn, error")
+      ->capture_default_str();
+  out.push_back(
+      {sub, [&g, flags]() -> int {
+         coordinator::CoordinatorOptions o = flags->options;
+         if (o.ns == "velero") {
+           const char* v = std::getenv("VELERO_NAMESPACE");
+           if (v && *v) o.ns = v;
+         }
+         o.storage.ns = o.ns;
+         if (o.storage.credentials_file.empty()) {
+           const char* v = std::getenv("AWS_SHARED_CREDENTIALS_FILE");
+           if (v && *v) o.storage.credentials_file = v;
+         }
+         Result<std::chrono::milliseconds> t =
+             kube::velero::ParseGoDuration(flags->fs_backup_timeout);
+         if (!t.ok()) return Fail(g, t.status().WithContext("--fs-backup-timeout"));
+         o.fs_backup_timeout = *t;
+         Result<std::chrono::milliseconds> ttl = kube::velero::ParseGoDuration(flags->default_ttl);
+         if (!ttl.ok()) return Fail(g, ttl.status().WithContext("--default-backup-ttl"));
+         o.default_ttl = *ttl;
+         Result<std::chrono::seconds> rs = ParseDuration(flags->resync);
+         if (!rs.ok()) return Fail(g, rs.status().WithContext("--resync"));
+         o.resync = *rs;
+         SetupLogging(spdlog::level::from_str(flags->log_level), flags->log_format == "json");
+         auto log = GetLogger("coordinator");
+
+         sigset_t set;
+         sigemptyset(&set);
+         sigaddset(&set, SIGTERM);
+         sigaddset(&set, SIGINT);
+         pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+         Result<kube::KubeConfig> kc = kube::LoadDefaultConfig(flags->kubeconfig);
+         if (!kc.ok()) return Fail(g, kc.status().WithContext("kubernetes config"));
+         Result<std::unique_ptr<kube::Client>> client = kube::Client::Create(std::move(*kc));
+         if (!client.ok()) return Fail(g, client.status().WithContext("kubernetes client"));
+         Result<std::unique_ptr<coordinator::Coordinator>> c =
+             coordinator::Coordinator::Create(**client, o);
+         if (!c.ok()) return Fail(g, c.status());
+
+         std::stop_source stop;
+         std::jthread signals([&stop, &set, log](std::stop_token st) {
+           while (!st.stop_requested()) {
+             timespec ts{0, 200'000'000};
+             const int sig = sigtimedwait(&set, nullptr, &ts);
+             if (sig == SIGTERM || sig == SIGINT) {
+               log->info("signal received, stopping sig={}", sig);
+               stop.request_stop();
+               return;
+             }
+           }
+         });
+         Status s = (*c)->Run(stop.get_token());
+         signals.request_stop();
+         if (!s.ok()) return Fail(g, s);
+         return kExitOk;
+       }});
+}
+
+}  // namespace fsb::cli
