@@ -60,6 +60,9 @@ void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>
       ->capture_default_str();
   sub->add_option("--credentials-file", o.storage.credentials_file,
                   "object store credentials file (default $AWS_SHARED_CREDENTIALS_FILE)");
+  sub->add_flag("!--no-schedules", o.schedules, "do not run the Schedule controller");
+  sub->add_flag("!--no-maintenance", o.maintenance,
+                "do not run repository maintenance and backup garbage collection");
   sub->add_option("--workers", o.workers, "objects reconciled at once")->capture_default_str();
   sub->add_option("--resync", flags->resync, "re-examine every Backup and Restore this often")
       ->capture_default_str();

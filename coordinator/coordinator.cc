@@ -12,7 +12,10 @@
 #include <vector>
 
 #include "base/log.h"
+#include "coordinator/clock.h"
 #include "coordinator/common.h"
+#include "coordinator/maintenance.h"
+#include "coordinator/schedule.h"
 #include "kube/informer.h"
 #include "kube/velero.h"
 
@@ -130,15 +133,32 @@ class CoordinatorImpl : public Coordinator {
           const std::string r = OwnerName(o, "Restore", kube::velero::kLabelRestoreName);
           if (!r.empty()) queue_.Add("r/" + r);
         }));
-    // ---- Schedule controller and repository maintenance (coordinator/schedule.h,
-    // coordinator/maintenance.h, written separately) are started here, next to the Backup and
-    // Restore controllers, sharing `client_`, `options_.ns` and the stop token. ----
-
     for (auto& i : informers) i->Start();
     for (auto& i : informers) {
       while (!i->WaitForSync(std::chrono::milliseconds(500))) {
         if (stop.stop_requested()) return Status::Ok();
       }
+    }
+    // ---- The Schedule controller and repository maintenance / backup GC (their own informers
+    // and threads), next to the Backup and Restore controllers. Their Backups carry
+    // fsb.velero.io/coordinator=true, so the Backup controller claims them. ----
+    SystemClock clock;
+    std::unique_ptr<ScheduleController> schedules;
+    std::unique_ptr<MaintenanceController> maintenance;
+    if (options_.schedules) {
+      ScheduleOptions so;
+      so.ns = options_.ns;
+      schedules = std::make_unique<ScheduleController>(client_, so, clock);
+      FSB_RETURN_IF_ERROR(schedules->Start().WithContext("schedule controller"));
+    }
+    if (options_.maintenance) {
+      MaintenanceOptions mo;
+      mo.ns = options_.ns;
+      mo.repo_target.ns = options_.ns;
+      mo.repo_target.scratch_dir = options_.storage.scratch_dir;
+      mo.repo_target.credentials_file = options_.storage.credentials_file;
+      maintenance = std::make_unique<MaintenanceController>(client_, mo, clock);
+      FSB_RETURN_IF_ERROR(maintenance->Start().WithContext("maintenance controller"));
     }
     ready_ = true;
     log->info("coordinator running ns={} claim_all={} workers={}", options_.ns, options_.claim_all,
@@ -154,6 +174,8 @@ class CoordinatorImpl : public Coordinator {
       cv.wait(l, stop, [] { return false; });
     }  // workers joined: each finishes its step and sees the stop
     ready_ = false;
+    if (maintenance) maintenance->Stop();
+    if (schedules) schedules->Stop();
     for (auto& i : informers) i->Stop();
     log->info("coordinator stopped");
     return Status::Ok();

@@ -38,6 +38,10 @@ struct CoordinatorOptions {
   // Informer resync: re-examines every Backup and Restore this often (timeouts, pods scheduled
   // onto a node without an agent).
   std::chrono::seconds resync{30};
+  // The Schedule controller (coordinator/schedule.h) and repository maintenance with backup GC
+  // (coordinator/maintenance.h) run in the same process unless turned off.
+  bool schedules = true;
+  bool maintenance = true;
   // A failed reconcile step is retried after this, doubling per consecutive failure of the same
   // object up to retry_max.
   std::chrono::milliseconds retry_min{500};
