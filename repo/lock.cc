@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "base/log.h"
 #include "base/sysinfo.h"
@@ -172,7 +173,12 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
     }
     if (std::chrono::steady_clock::now() >= deadline) return Status::FailedPrecondition(*before);
     if (attempt == 0) log->info("waiting for lock reason=\"{}\"", *before);
-    auto delay = std::chrono::milliseconds(std::min(10000, 500 << std::min(attempt, 4)));
+    // 250 ms doubling up to 5 s, ±50 % jitter: two lockers that saw each other's fresh lock and
+    // both backed off must not retry in lockstep forever.
+    thread_local std::mt19937 rng(std::random_device{}());
+    const int base = std::min(5000, 250 << std::min(attempt, 5));
+    auto delay =
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(base / 2, base * 3 / 2)(rng));
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
         delay, deadline - std::chrono::steady_clock::now()));
   }
