@@ -20,29 +20,82 @@ std::string FormatTime(Clock::time_point t) {
   return buf;
 }
 
+namespace {
+
+// Reads exactly `n` digits at s[*pos] into *out.
+bool Digits(std::string_view s, size_t* pos, size_t n, int* out) {
+  if (*pos + n > s.size()) return false;
+  int v = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char c = s[*pos + i];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *pos += n;
+  *out = v;
+  return true;
+}
+
+bool Expect(std::string_view s, size_t* pos, std::string_view chars) {
+  if (*pos >= s.size() || chars.find(s[*pos]) == std::string_view::npos) return false;
+  ++*pos;
+  return true;
+}
+
+}  // namespace
+
 Result<Clock::time_point> ParseTime(std::string_view s) {
+  // RFC 3339 date-time: full-date "T" partial-time time-offset, every field fixed-width digits.
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(fmt::format("time \"{}\": {}", s, why));
+  };
   struct tm tm = {};
-  std::string str(s);
-  const char* end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!end) return Status::InvalidArgument(fmt::format("time \"{}\": not RFC 3339", s));
-  if (*end == '.') {
-    end++;
-    while (*end >= '0' && *end <= '9') end++;
+  size_t pos = 0;
+  int year, month, day, hour, minute, second;
+  if (!Digits(s, &pos, 4, &year) || !Expect(s, &pos, "-") || !Digits(s, &pos, 2, &month) ||
+      !Expect(s, &pos, "-") || !Digits(s, &pos, 2, &day) || !Expect(s, &pos, "Tt") ||
+      !Digits(s, &pos, 2, &hour) || !Expect(s, &pos, ":") || !Digits(s, &pos, 2, &minute) ||
+      !Expect(s, &pos, ":") || !Digits(s, &pos, 2, &second)) {
+    return bad("not RFC 3339");
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+    return bad("field out of range");
+  std::chrono::nanoseconds fraction{0};
+  if (pos < s.size() && s[pos] == '.') {
+    pos++;
+    const size_t start = pos;
+    int64_t ns = 0;
+    for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; pos++) {
+      if (pos - start < 9) ns = ns * 10 + (s[pos] - '0');
+    }
+    if (pos == start) return bad("no digits after the decimal point");
+    for (size_t n = pos - start; n < 9; n++) ns *= 10;
+    fraction = std::chrono::nanoseconds(ns);
   }
   long offset = 0;
-  if (*end == 'Z' || *end == 'z') {
-    end++;
-  } else if ((*end == '+' || *end == '-') && end[1] && end[2] && end[3] == ':' && end[4] &&
-             end[5]) {
-    const int sign = *end == '-' ? -1 : 1;
-    offset = sign * (((end[1] - '0') * 10 + (end[2] - '0')) * 3600 +
-                     ((end[4] - '0') * 10 + (end[5] - '0')) * 60);
-    end += 6;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    pos++;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    const int sign = s[pos] == '-' ? -1 : 1;
+    pos++;
+    int oh, om;
+    if (!Digits(s, &pos, 2, &oh) || !Expect(s, &pos, ":") || !Digits(s, &pos, 2, &om) || oh > 23 ||
+        om > 59) {
+      return bad("malformed offset");
+    }
+    offset = sign * (oh * 3600L + om * 60L);
   } else {
-    return Status::InvalidArgument(fmt::format("time \"{}\": no time zone", s));
+    return bad("no time zone");
   }
-  if (*end != '\0') return Status::InvalidArgument(fmt::format("time \"{}\": trailing text", s));
-  return Clock::from_time_t(timegm(&tm) - offset);
+  if (pos != s.size()) return bad("trailing text");
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  return Clock::from_time_t(timegm(&tm) - offset) +
+         std::chrono::duration_cast<Clock::duration>(fraction);
 }
 
 const OwnerReference* ObjectMeta::Controller() const {
@@ -51,9 +104,8 @@ const OwnerReference* ObjectMeta::Controller() const {
   return nullptr;
 }
 
-namespace {
+namespace internal {
 
-// Everything of metadata; `f` is positioned on the whole object.
 ObjectMeta ReadMeta(Fields& f) {
   ObjectMeta m;
   m.name = f.Str({"metadata", "name"});
@@ -64,14 +116,14 @@ ObjectMeta ReadMeta(Fields& f) {
   m.labels = f.StrMap({"metadata", "labels"});
   m.annotations = f.StrMap({"metadata", "annotations"});
   m.finalizers = f.StrList({"metadata", "finalizers"});
-  if (const Object* c = f.Find({"metadata", "creationTimestamp"}); c && c->is_string()) {
-    m.creation_timestamp = c->get<std::string>();
+  if (f.Find({"metadata", "creationTimestamp"})) {
+    m.creation_timestamp = f.Str({"metadata", "creationTimestamp"});
   }
-  if (const Object* d = f.Find({"metadata", "deletionTimestamp"}); d && d->is_string()) {
-    m.deletion_timestamp = d->get<std::string>();
+  if (f.Find({"metadata", "deletionTimestamp"})) {
+    m.deletion_timestamp = f.Str({"metadata", "deletionTimestamp"});
   }
   f.ForEach({"metadata", "ownerReferences"}, [&](const Object& o) {
-    Fields of(o, f.what() + ": ownerReference");
+    Fields of(o, f.what() + ": metadata.ownerReferences[]");
     OwnerReference r;
     r.api_version = of.Str({"apiVersion"});
     r.kind = of.Str({"kind"});
@@ -97,6 +149,13 @@ std::string Describe(const Object& obj, std::string_view kind) {
   }
   return fmt::format("{} {}", kind, ns.empty() ? name : ns + "/" + name);
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::Describe;
+using internal::ReadMeta;
 
 Status CheckObject(const Object& obj, std::string_view kind) {
   if (!obj.is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", kind));
@@ -156,7 +215,7 @@ Result<Pod> ParsePod(const Object& obj) {
         {"downwardAPI", VolumeKind::kDownwardApi},
     };
     for (auto it = v.begin(); it != v.end(); ++it) {
-      if (it.key() == "name") continue;
+      if (it.key() == "name" || it->is_null()) continue;  // null: an unset source
       pv.source = it.key();
       pv.kind = VolumeKind::kOther;
       for (const auto& [key, kind] : kKinds) {
@@ -164,8 +223,13 @@ Result<Pod> ParsePod(const Object& obj) {
       }
       break;
     }
+    if (pv.name.empty()) vf.Fail(f.what() + ": spec.volumes[]: name is required");
     if (pv.kind == VolumeKind::kPersistentVolumeClaim) {
       pv.claim_name = vf.Str({"persistentVolumeClaim", "claimName"});
+      if (pv.claim_name.empty()) {  // an empty name would GET the whole PVC collection
+        vf.Fail(fmt::format("{}: volume {}: persistentVolumeClaim.claimName is required", f.what(),
+                            pv.name));
+      }
     } else if (pv.kind == VolumeKind::kHostPath) {
       pv.host_path = vf.Str({"hostPath", "path"});
     } else if (pv.kind == VolumeKind::kEphemeral) {
@@ -259,7 +323,9 @@ Result<Secret<std::string>> SecretValue(const Object& secret, std::string_view k
     // stringData is folded into data by a real API server; accept it from simpler servers.
     const Object* sv = f.Find({"stringData", key});
     FSB_RETURN_IF_ERROR(f.status());
-    if (sv && sv->is_string()) return Secret<std::string>(sv->get<std::string>());
+    if (sv && !sv->is_string())
+      return Status::InvalidArgument(fmt::format("{}: stringData.{}: not a string", what, key));
+    if (sv) return Secret<std::string>(sv->get<std::string>());
     return Status::NotFound(fmt::format("{}: no key \"{}\"", what, key));
   }
   FSB_RETURN_IF_ERROR(f.status());

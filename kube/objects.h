@@ -22,7 +22,9 @@ using Labels = std::map<std::string, std::string>;
 
 // metav1.Time: RFC 3339 in UTC with second precision ("2026-11-26T10:04:05Z").
 std::string FormatTime(Clock::time_point t);
-// Accepts RFC 3339 with or without fractional seconds and with Z or a numeric offset.
+// Accepts RFC 3339 with or without fractional seconds (kept, to the nanosecond) and with Z or a
+// numeric offset; anything else (a missing zone, out-of-range fields, trailing text) is
+// kInvalidArgument quoting the text.
 Result<Clock::time_point> ParseTime(std::string_view s);
 
 struct OwnerReference {

@@ -28,7 +28,10 @@ const Object* Fields::Find(Path path) {
   for (std::string_view step : path) {
     if (cur->is_null()) return nullptr;
     if (!cur->is_object()) {
-      if (status_.ok()) {
+      if (status_.ok() && done.empty()) {
+        status_ = Status::InvalidArgument(
+            fmt::format("{}: want an object, got {}", what_, cur->type_name()));
+      } else if (status_.ok()) {
         status_ = Status::InvalidArgument(fmt::format("{}: {}: want an object, got {}", what_,
                                                       fmt::join(done, "."), cur->type_name()));
       }
@@ -40,6 +43,15 @@ const Object* Fields::Find(Path path) {
     done.push_back(step);
   }
   return cur->is_null() ? nullptr : cur;
+}
+
+const Object* Fields::Obj(Path path) {
+  const Object* v = Find(path);
+  if (v && !v->is_object()) {
+    Error(path, "an object", *v);
+    return nullptr;
+  }
+  return v;
 }
 
 std::string Fields::Str(Path path) {

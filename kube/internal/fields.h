@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "kube/client.h"
+#include "kube/objects.h"
 
 namespace fsb::kube::internal {
 
@@ -41,6 +42,13 @@ class Fields {
   // Elements of an array of strings.
   std::vector<std::string> StrList(Path path);
 
+  // Records kInvalidArgument with `message` unless an error is already recorded.
+  void Fail(std::string message) {
+    if (status_.ok()) status_ = Status::InvalidArgument(std::move(message));
+  }
+  // The object at `path`, or nullptr when absent or null; anything else is an error.
+  const Object* Obj(Path path);
+
   Status status() const { return status_; }
   // Takes over the first error of a reader of a nested object.
   void Absorb(const Fields& nested) {
@@ -55,5 +63,11 @@ class Fields {
   const std::string what_;
   Status status_;
 };
+
+// The metadata of a Kubernetes object (kube/objects.cc), read into `f`'s first error; `f` is on
+// the whole object. For parsers of other object kinds, so their errors name their kind.
+ObjectMeta ReadMeta(Fields& f);
+// "<kind> <ns>/<name>" (or "<kind> <name>", "<kind> ?"), read leniently, for error messages.
+std::string Describe(const Object& obj, std::string_view kind);
 
 }  // namespace fsb::kube::internal
