@@ -10,7 +10,9 @@
 
 namespace fsb::kube::velero {
 
+using internal::Describe;
 using internal::Fields;
+using internal::ReadMeta;
 
 bool IsFinalPhase(std::string_view phase) {
   return phase == kPhaseCompleted || phase == kPhaseFailed || phase == kPhaseCanceled;
@@ -18,13 +20,8 @@ bool IsFinalPhase(std::string_view phase) {
 
 namespace {
 
-std::string Describe(const Object& obj, std::string_view kind) {
-  Result<ObjectMeta> m = ParseMeta(obj);
-  return fmt::format("{} {}", kind, m.ok() ? m->Key() : std::string("?"));
-}
-
 ObjectReference ReadRef(Fields& f, Fields::Path path) {
-  const Object* r = f.Find(path);
+  const Object* r = f.Obj(path);
   ObjectReference ref;
   if (!r) return ref;
   Fields rf(*r, f.what() + ": spec.pod");
@@ -64,7 +61,7 @@ Result<PodVolumeBackup> ParsePodVolumeBackup(const Object& obj) {
   if (!obj.is_object()) return Status::InvalidArgument("podvolumebackup: not a JSON object");
   Fields f(obj, Describe(obj, "podvolumebackup"));
   PodVolumeBackup b;
-  FSB_ASSIGN_OR_RETURN(b.meta, ParseMeta(obj));
+  b.meta = ReadMeta(f);
   b.node = f.Str({"spec", "node"});
   b.pod = ReadRef(f, {"spec", "pod"});
   b.volume = f.Str({"spec", "volume"});
@@ -89,7 +86,7 @@ Result<PodVolumeRestore> ParsePodVolumeRestore(const Object& obj) {
   if (!obj.is_object()) return Status::InvalidArgument("podvolumerestore: not a JSON object");
   Fields f(obj, Describe(obj, "podvolumerestore"));
   PodVolumeRestore r;
-  FSB_ASSIGN_OR_RETURN(r.meta, ParseMeta(obj));
+  r.meta = ReadMeta(f);
   r.pod = ReadRef(f, {"spec", "pod"});
   r.volume = f.Str({"spec", "volume"});
   r.backup_storage_location = f.Str({"spec", "backupStorageLocation"});
@@ -112,7 +109,7 @@ Result<BackupStorageLocation> ParseBackupStorageLocation(const Object& obj) {
   if (!obj.is_object()) return Status::InvalidArgument("backupstoragelocation: not a JSON object");
   Fields f(obj, Describe(obj, "backupstoragelocation"));
   BackupStorageLocation l;
-  FSB_ASSIGN_OR_RETURN(l.meta, ParseMeta(obj));
+  l.meta = ReadMeta(f);
   l.provider = f.Str({"spec", "provider"});
   l.bucket = f.Str({"spec", "objectStorage", "bucket"});
   l.prefix = f.Str({"spec", "objectStorage", "prefix"});
@@ -137,7 +134,7 @@ Result<BackupRepository> ParseBackupRepository(const Object& obj) {
   if (!obj.is_object()) return Status::InvalidArgument("backuprepository: not a JSON object");
   Fields f(obj, Describe(obj, "backuprepository"));
   BackupRepository r;
-  FSB_ASSIGN_OR_RETURN(r.meta, ParseMeta(obj));
+  r.meta = ReadMeta(f);
   r.volume_namespace = f.Str({"spec", "volumeNamespace"});
   r.backup_storage_location = f.Str({"spec", "backupStorageLocation"});
   r.repository_type = f.Str({"spec", "repositoryType"});
@@ -381,17 +378,36 @@ Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl,
     return it == bsl.config.end() ? std::string() : it->second;
   };
   if (std::string prefix = cfg("resticRepoPrefix"); !prefix.empty()) {
-    while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
+    while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
     return fmt::format("{}/{}", prefix, volume_namespace);
   }
+  // Velero's GetBackendType: "velero.io/" is prepended to a provider without a slash; a known
+  // type (aws, azure, gcp, fs) stays what it is, and any other provider with config.s3Url counts
+  // as AWS.
   std::string provider = bsl.provider;
   if (provider.find('/') == std::string::npos) provider = "velero.io/" + provider;
   const std::string s3_url = cfg("s3Url");
+  const bool known = provider == "velero.io/aws" || provider == "velero.io/azure" ||
+                     provider == "velero.io/gcp" || provider == "velero.io/fs";
+  if (!known && !s3_url.empty()) provider = "velero.io/aws";
+  if (provider != "velero.io/aws" && provider != "velero.io/azure" && provider != "velero.io/gcp") {
+    return Status::InvalidArgument(
+        fmt::format("{}: invalid backend type {}: set config.resticRepoPrefix (e.g. a local "
+                    "directory) or config.s3Url",
+                    what, bsl.provider));
+  }
   if (bsl.bucket.empty())
     return Status::InvalidArgument(what + ": spec.objectStorage.bucket is required");
-  std::string path = bsl.prefix.empty() ? "restic" : bsl.prefix + "/restic";
-  while (!path.empty() && path.front() == '/') path.erase(path.begin());
-  if (provider == "velero.io/aws" || !s3_url.empty()) {
+  // <prefix>/restic without empty components, as Velero's layout builds it with path.Join.
+  std::string path;
+  for (size_t start = 0; start <= bsl.prefix.size();) {
+    size_t end = bsl.prefix.find('/', start);
+    if (end == std::string::npos) end = bsl.prefix.size();
+    if (end > start) path += bsl.prefix.substr(start, end - start) + "/";
+    start = end + 1;
+  }
+  path += "restic";
+  if (provider == "velero.io/aws") {
     if (!s3_url.empty()) {
       std::string url = s3_url;
       while (!url.empty() && url.back() == '/') url.pop_back();
@@ -407,12 +423,7 @@ Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl,
   }
   if (provider == "velero.io/azure")
     return fmt::format("azure:{}:/{}/{}", bsl.bucket, path, volume_namespace);
-  if (provider == "velero.io/gcp")
-    return fmt::format("gs:{}:/{}/{}", bsl.bucket, path, volume_namespace);
-  return Status::InvalidArgument(
-      fmt::format("{}: invalid backend type {}: set config.resticRepoPrefix (e.g. a local "
-                  "directory) or config.s3Url",
-                  what, bsl.provider));
+  return fmt::format("gs:{}:/{}/{}", bsl.bucket, path, volume_namespace);
 }
 
 }  // namespace fsb::kube::velero
