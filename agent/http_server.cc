@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <thread>
 
 namespace fsb::agent {
@@ -14,6 +16,12 @@ class HttpServerImpl final : public HttpServer {
   HttpServerImpl(std::function<std::string()> metrics, std::function<bool()> ready)
       : metrics_(std::move(metrics)), ready_(std::move(ready)) {
     server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
+    // httplib's default also sets SO_REUSEPORT, which lets a second agent on the node bind the
+    // same port without an error and take half of the scrapes and probes. SO_REUSEADDR only.
+    server_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_(), "text/plain; version=0.0.4; charset=utf-8");
     });
@@ -27,7 +35,12 @@ class HttpServerImpl final : public HttpServer {
     });
   }
   ~HttpServerImpl() override {
-    server_.stop();
+    // httplib's stop() does nothing until listen_after_bind() is running, so a stop() that comes
+    // first would leave the thread listening forever: ask again until the thread has returned.
+    while (thread_.joinable() && !listen_returned_.load()) {
+      server_.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     if (thread_.joinable()) thread_.join();
   }
 
@@ -48,7 +61,10 @@ class HttpServerImpl final : public HttpServer {
     port_ =
         port == 0 ? server_.bind_to_any_port(host) : (server_.bind_to_port(host, port) ? port : -1);
     if (port_ < 0) return Status::Unavailable(fmt::format("listen on {}: cannot bind", address));
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      listen_returned_ = true;
+    });
     return Status::Ok();
   }
   int port() const override { return port_; }
@@ -58,6 +74,7 @@ class HttpServerImpl final : public HttpServer {
   std::function<std::string()> metrics_;
   std::function<bool()> ready_;
   int port_ = -1;
+  std::atomic<bool> listen_returned_ = false;
   std::thread thread_;  // joined by the destructor after stop()
 };
 
