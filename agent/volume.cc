@@ -7,12 +7,19 @@ namespace {
 
 // Whether a PV is CSI: spec.csi, or a provisioned-by / migrated-to annotation naming a CSIDriver
 // that exists (Velero's rule, §5.3 step 3: in-tree volumes migrated to CSI are mounted by CSI).
-bool IsCsi(kube::Client& client, const kube::PersistentVolume& pv) {
+// A failed lookup is an error, not "not CSI": that would search the wrong directory and report
+// the volume as not mounted.
+Result<bool> IsCsi(kube::Client& client, const kube::PersistentVolume& pv) {
   if (!pv.csi_driver.empty()) return true;
   for (const char* key : {"pv.kubernetes.io/provisioned-by", "pv.kubernetes.io/migrated-to"}) {
     auto it = pv.meta.annotations.find(key);
     if (it == pv.meta.annotations.end() || it->second.empty()) continue;
-    if (client.Get(kube::kCSIDrivers, "", it->second).ok()) return true;
+    Result<kube::Object> driver = client.Get(kube::kCSIDrivers, "", it->second);
+    if (driver.ok()) return true;
+    if (driver.status().code() != StatusCode::kNotFound) {
+      return driver.status().WithContext(fmt::format(
+          "persistentvolume {}: look up csidriver {} named by {}", pv.meta.name, it->second, key));
+    }
   }
   return false;
 }
@@ -83,7 +90,11 @@ Result<VolumeLocation> ResolveVolume(kube::Client& client, const VolumeRoots& ro
       if (!pv.host_path.empty()) {
         host_path = pv.host_path;
         loc.kind = fmt::format("host path pv {} ({})", pv.meta.name, host_path);
-      } else if (IsCsi(client, pv)) {
+        break;
+      }
+      Result<bool> csi = IsCsi(client, pv);
+      if (!csi.ok()) return csi.status().WithContext(what);
+      if (*csi) {
         q.volume_dir = pv.meta.name + "/mount";
         loc.kind = "csi pv " + pv.meta.name;
       } else {
