@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <thread>
@@ -69,18 +70,29 @@ Result<std::string> RepositoryAccess::WriteScratchFile(const std::string& name,
   if (ec) return Status::FromErrno(ec.value(), "create", dir.string());
   ::chmod(dir.c_str(), 0700);
   const std::string path = (dir / name).string();
-  const std::string tmp = path + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  // A temp name of its own: jobs of one location resolve it at the same time, and a shared temp
+  // file would be truncated under one writer and renamed away under another.
+  static std::atomic<uint64_t> counter = 0;
+  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter++);
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "create", tmp);
   size_t off = 0;
   while (off < content.size()) {
     ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "write", tmp);
+    if (n < 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return Status::FromErrno(err, "write", tmp);
+    }
     off += static_cast<size_t>(n);
   }
   fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename", path);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(err, "rename", path);
+  }
   return path;
 }
 
@@ -311,7 +323,10 @@ Result<std::unique_ptr<repo::Repository>> RepositoryAccess::InitOnce(const Repos
     const std::string br_name = br["metadata"].value("name", name);
     Result<kube::Object> ready = kube::UpdateWithRetry(
         client_, kube::kBackupRepositories, options_.ns, br_name, [&](kube::Object& o) {
-          o["metadata"]["annotations"].erase(std::string(kClaimAnnotation));
+          // Another agent may have removed the last annotation (a real server then drops the
+          // map): erase() on null would throw.
+          if (o["metadata"]["annotations"].is_object())
+            o["metadata"]["annotations"].erase(std::string(kClaimAnnotation));
           o["spec"]["resticIdentifier"] = target.identifier;
           o["status"]["phase"] = "Ready";
           o["status"]["message"] = "";
