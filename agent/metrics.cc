@@ -57,6 +57,7 @@ void Metrics::Finished(Operation op, Outcome outcome, uint64_t bytes, double sec
   finished_[{op, outcome}]++;
   if (in_flight_[op] > 0) in_flight_[op]--;
   bytes_[op] += bytes;
+  if (!(seconds >= 0)) seconds = 0;  // NaN or a clock stepped back: not a negative duration
   Histogram& h = duration_[op];
   for (size_t i = 0; i < kBuckets.size(); i++)
     if (seconds <= kBuckets[i]) h.counts[i]++;
