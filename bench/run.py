@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FSB = os.path.join(ROOT, "build", "fsb")
+FSB = os.environ.get("FSB_BIN", os.path.join(ROOT, "build", "fsb"))  # FSB_BIN: another build's binary
 RESTIC = shutil.which("restic")
 KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
@@ -222,12 +222,87 @@ def bench_s3(work, tools, data, runs):
     return [("source via s3rver (TLS)", op, res["restic"][op], res["fsb"][op]) for op in res["fsb"]]
 
 
+def count_packs(repo):
+    return sum(len(fs) for d, _, fs in os.walk(os.path.join(repo, "data")))
+
+
+def make_prune_repo(work, n, env):
+    """The prune dataset: a source of n files of 32-96 KiB, backed up 10 times by fsb with 256 KiB
+    packs (FSB_TEST_PACK_SIZE_BYTES; restic's minimum is 4 MiB) while 15 % of the files change
+    between backups, then `forget --keep-last 5`. n = 19 000 gives about 10 000 packs, made once
+    and reused; each run prunes fresh copies."""
+    base = os.path.join(work, "repos", f"prune-base-{n}")
+    marker = base + ".done"
+    if os.path.exists(marker):
+        return base
+    src = os.path.join(work, "data", "prune-src")
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+    rnd = random.Random(23)
+
+    def write(i, r):
+        d = os.path.join(src, f"d{i // 100:03}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i % 100:02}"), "wb") as f:
+            f.write(random.Random(i * 1000 + r).randbytes(32768 + rnd.randrange(65536)))
+
+    for i in range(n):
+        write(i, 0)
+    gen_env = dict(env, FSB_TEST_PACK_SIZE_BYTES=str(256 << 10))
+    sh([FSB, "-r", base, "-q", "init"], env=gen_env, stdout=subprocess.DEVNULL)
+    for r in range(10):
+        if r > 0:
+            for i in rnd.sample(range(n), n * 15 // 100):
+                write(i, r)
+        sh([FSB, "-r", base, "-q", "backup", "--host", "bench", "."], cwd=src, env=gen_env)
+    sh([FSB, "-r", base, "-q", "forget", "--keep-last", "5"], env=gen_env)
+    with open(marker, "w") as f:
+        f.write(f"{count_packs(base)} packs\n")
+    return base
+
+
+def bench_prune(work, tools, n_files, runs):
+    """fsb prune vs restic prune on identical copies of one repository (both with --pack-size 4,
+    so that the 256 KiB packs count as large enough: restic repacks packs below pack size / 25)."""
+    base = make_prune_repo(work, n_files, tools[0].env)
+    packs = count_packs(base)
+    res = {}
+    for r in range(runs):
+        for t in tools:
+            repo = os.path.join(work, "repos", f"prune-{t.name}")
+            shutil.rmtree(repo, ignore_errors=True)
+            shutil.rmtree(t.cache, ignore_errors=True)  # restic starts with a cold cache, as fsb has none
+            sh(["cp", "-a", base, repo])
+            m = timed(t.cmd(repo, "--pack-size", "4", "prune"), env=t.env)
+            best = res.get(t.name)
+            res[t.name] = (min(best[0], m[0]) if best else m[0], max(best[1], m[1]) if best else m[1])
+            print(f"bench: prune   {packs} packs       {t.name:6} run {r + 1}: {m[0]:7.2f} s  {m[1] / 1024:7.1f} MiB",
+                  flush=True)
+    fsb_repo, restic_repo = (os.path.join(work, "repos", f"prune-{n}") for n in ("fsb", "restic"))
+    chk = subprocess.run([RESTIC, "-r", fsb_repo, "--no-cache", "check", "--read-data"], env=tools[0].env,
+                         capture_output=True, text=True)
+    if chk.returncode != 0 or "no errors were found" not in chk.stdout:
+        sys.exit(f"bench: restic check --read-data FAILED on fsb's pruned repository:\n{chk.stdout}\n{chk.stderr}")
+
+    def blobs(repo):
+        out = subprocess.run([RESTIC, "-r", repo, "--no-cache", "list", "blobs"], env=tools[0].env,
+                             capture_output=True, text=True, check=True).stdout
+        return sorted(out.split("\n"))
+
+    same = blobs(fsb_repo) == blobs(restic_repo)
+    print(f"bench: prune: index blob sets after fsb and restic prune {'are the same' if same else 'DIFFER'}",
+          flush=True)
+    return [(f"prune ({packs} packs, forget 5 of 10)", "prune", res["restic"], res["fsb"])]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small datasets (smoke run)")
-    ap.add_argument("--datasets", default="source,large,small,s3",
-                    help="any of source, large, small, s3 (the source dataset through s3rver)")
+    ap.add_argument("--datasets", default="source,large,small,s3,prune",
+                    help="any of source, large, small, s3 (the source dataset through s3rver), prune")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--prune-files", type=int, default=0,
+                    help="files in the prune dataset (default 19000, about 10 000 packs; 1900 with --quick)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     args = ap.parse_args()
     if not RESTIC:
@@ -243,6 +318,9 @@ def main():
     makers = {"source": make_source, "large": make_large, "small": make_small}
     rows = []
     for ds in args.datasets.split(","):
+        if ds == "prune":
+            rows += bench_prune(work, tools, args.prune_files or (1900 if args.quick else 19000), args.runs)
+            continue
         if ds == "s3":
             src = os.path.join(work, "data", "source")
             if not os.path.isdir(src):

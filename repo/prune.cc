@@ -266,7 +266,10 @@ struct Pruner::State {
       const Entry& e = entries[i];
       int c = std::memcmp(e.id.bytes.data(), id.bytes.data(), 32);
       if (c > 0) break;
-      if (c == 0 && e.tree() == tree) return i;
+      // The walkers set flag bits of other entries meanwhile: read the word atomically.
+      const uint32_t flags =
+          std::atomic_ref<uint32_t>(const_cast<uint32_t&>(e.flags_pack)).load(std::memory_order_relaxed);
+      if (c == 0 && ((flags & kTreeFlag) != 0) == tree) return i;
     }
     return SIZE_MAX;
   }
