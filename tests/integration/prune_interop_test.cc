@@ -196,6 +196,41 @@ TEST_F(PruneInteropTest, ResticPruneOnFsbRepositoryFsbChecksAndRestores) {
   ExpectRestoresMatch(Tool::kFsb, repo);
 }
 
+TEST_F(PruneInteropTest, BadFlagsAreRejectedWithResticsMessages) {
+  const fs::path repo = tmp_.path() / "repo";
+  ASSERT_EQ(Cli(repo).Fsb({"init"}).exit_code, 0);
+  Backup(Tool::kFsb, repo, 0);
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"prune", "--max-unused", "100%"}, "percentage for --max-unused must be below 100%"},
+      {{"prune", "--max-unused", "lots"}, "invalid number of bytes \"lots\" for --max-unused"},
+      {{"prune", "--max-repack-size", "1.5G"}, "--max-repack-size: invalid size"},
+      {{"forget", "--keep-last", "1", "--prune", "--max-unused", "-1%"}, "must be positive"},
+      {{"check", "--read-data-subset", "0/5"}, "n/t values must be positive integers"},
+      {{"check", "--read-data-subset", "1/300"}, "t must be at most 256"},
+      {{"check", "--read-data-subset", "0%"}, "x must be above 0.0% and at most 100.0%"},
+      {{"check", "--read-data-subset", "banana"}, "--read-data-subset has invalid value"},
+      {{"check", "--read-data", "--read-data-subset", "1/2"}, "cannot be used together"},
+  };
+  for (const auto& [args, message] : cases) {
+    RunResult r = Cli(repo).Fsb(args);
+    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_THAT(r.err, HasSubstr(message)) << args.back();
+  }
+  // The subset forms that are valid read some packs and pass.
+  for (const char* subset : {"1/2", "2/2", "50%", "100%", "1M", "1"}) {
+    RunResult r = Cli(repo).Fsb({"check", "--read-data-subset", subset});
+    EXPECT_EQ(r.exit_code, 0) << subset << "\n" << Describe(r);
+    EXPECT_THAT(r.out, HasSubstr("no errors were found"));
+  }
+  // Nothing to prune on a fresh repository; --json gives one summary object.
+  RunResult r = Cli(repo).Fsb({"prune", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  std::optional<nlohmann::json> summary = JsonMessage(r.out, "summary");
+  ASSERT_TRUE(summary.has_value()) << r.out;
+  EXPECT_EQ((*summary)["total_prune_blobs"], 0);
+  EXPECT_EQ((*summary)["packs_removed"], 0);
+}
+
 // The same repository (restic's and fsb's backups mixed), the same snapshots forgotten, then
 // fsb prune on one copy and restic prune on the other, with the same --max-unused.
 class SideBySidePrune : public PruneInteropTest,
