@@ -19,22 +19,10 @@
 namespace fsb::agent {
 namespace {
 
-constexpr std::string_view kPasswordSecret = "velero-repo-credentials";
-constexpr std::string_view kPasswordKey = "repository-password";
 constexpr std::string_view kClaimAnnotation = "fsb.velero.io/init-claim";
 constexpr std::string_view kLabelVolumeNamespace = "velero.io/volume-namespace";
 constexpr std::string_view kLabelStorageLocation = "velero.io/storage-location";
 constexpr std::string_view kLabelRepositoryType = "velero.io/repository-type";
-
-std::string Trim(std::string s) {
-  while (!s.empty() &&
-         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
-    s.pop_back();
-  }
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-  return s.substr(i);
-}
 
 // Label values are at most 63 characters; names here are DNS labels, so this rarely cuts.
 std::string LabelValue(std::string_view v) { return std::string(v.substr(0, 63)); }
@@ -57,137 +45,25 @@ bool ClaimFresh(const std::string& value, std::chrono::seconds timeout) {
   return now - at < timeout.count();
 }
 
+access::RepoTargetOptions ResolverOptions(const RepositoryAccessOptions& o) {
+  access::RepoTargetOptions r;
+  r.ns = o.ns;
+  r.scratch_dir = o.scratch_dir;
+  r.credentials_file = o.credentials_file;
+  r.default_password = o.default_password;
+  return r;
+}
+
 }  // namespace
 
 RepositoryAccess::RepositoryAccess(kube::Client& client, RepositoryAccessOptions options)
-    : client_(client), options_(std::move(options)) {}
-
-Result<std::string> RepositoryAccess::WriteScratchFile(const std::string& name,
-                                                       const std::string& content) {
-  std::error_code ec;
-  const std::filesystem::path dir = std::filesystem::path(options_.scratch_dir) / "fsb-credentials";
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::FromErrno(ec.value(), "create", dir.string());
-  ::chmod(dir.c_str(), 0700);
-  const std::string path = (dir / name).string();
-  // A temp name of its own: jobs of one location resolve it at the same time, and a shared temp
-  // file would be truncated under one writer and renamed away under another.
-  static std::atomic<uint64_t> counter = 0;
-  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter++);
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "create", tmp);
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      return Status::FromErrno(err, "write", tmp);
-    }
-    off += static_cast<size_t>(n);
-  }
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return Status::FromErrno(err, "rename", path);
-  }
-  return path;
-}
+    : client_(client), options_(std::move(options)), resolver_(client, ResolverOptions(options_)) {}
 
 Result<RepositoryTarget> RepositoryAccess::Resolve(std::string_view bsl_name,
                                                    std::string_view volume_ns,
                                                    std::string_view explicit_identifier) {
-  if (bsl_name.empty()) return Status::InvalidArgument("no backupStorageLocation given");
   if (volume_ns.empty()) return Status::InvalidArgument("no volume namespace given");
-  RepositoryTarget t;
-  t.bsl = std::string(bsl_name);
-  t.volume_namespace = std::string(volume_ns);
-
-  Result<kube::Object> bsl_obj = client_.Get(kube::kBackupStorageLocations, options_.ns, bsl_name);
-  if (!bsl_obj.ok()) {
-    return bsl_obj.status().WithContext(
-        fmt::format("backup storage location {}/{}", options_.ns, bsl_name));
-  }
-  FSB_ASSIGN_OR_RETURN(kube::velero::BackupStorageLocation bsl,
-                       kube::velero::ParseBackupStorageLocation(*bsl_obj));
-  t.read_only = bsl.access_mode == "ReadOnly";
-  if (!explicit_identifier.empty()) {
-    t.identifier = std::string(explicit_identifier);
-  } else {
-    FSB_ASSIGN_OR_RETURN(t.identifier, kube::velero::RepoIdentifier(bsl, volume_ns));
-  }
-  if (t.identifier.starts_with("azure:") || t.identifier.starts_with("gs:")) {
-    return Status::InvalidArgument(fmt::format(
-        "repository {}: only S3-compatible and local repositories are supported", t.identifier));
-  }
-
-  // TLS and region from the BSL, as Velero passes them to restic (--cacert, --insecure-tls).
-  auto cfg = [&](const char* key) -> std::string {
-    auto it = bsl.config.find(key);
-    return it == bsl.config.end() ? std::string() : it->second;
-  };
-  t.backend.insecure_tls = cfg("insecureSkipTLSVerify") == "true";
-  t.backend.s3_region = cfg("region");
-  if (!bsl.ca_cert.empty()) {
-    FSB_ASSIGN_OR_RETURN(t.backend.ca_file,
-                         WriteScratchFile("ca-" + bsl.meta.name + ".pem", bsl.ca_cert));
-  }
-
-  // Credentials: the BSL's own secret, else the mounted cloud-credentials file, else the
-  // process environment (AWS_ACCESS_KEY_ID, ...). AWS_PROFILE from config.profile.
-  std::string credentials_file;
-  if (!bsl.credential_secret.empty()) {
-    Result<kube::Object> secret = client_.Get(kube::kSecrets, options_.ns, bsl.credential_secret);
-    if (!secret.ok()) {
-      return secret.status().WithContext(
-          fmt::format("credentials of backup storage location {}", bsl.meta.name));
-    }
-    Result<Secret<std::string>> value =
-        kube::SecretValue(*secret, bsl.credential_key.empty() ? "cloud" : bsl.credential_key);
-    if (!value.ok()) {
-      return value.status().WithContext(
-          fmt::format("credentials of backup storage location {}", bsl.meta.name));
-    }
-    FSB_ASSIGN_OR_RETURN(credentials_file,
-                         WriteScratchFile("cloud-" + bsl.meta.name, value->Reveal()));
-  } else if (!options_.credentials_file.empty()) {
-    credentials_file = options_.credentials_file;
-  }
-  const std::string profile = cfg("profile");
-  t.backend.env = [credentials_file,
-                   profile](const std::string& name) -> std::optional<std::string> {
-    if (!credentials_file.empty()) {
-      // Only the file: a stray AWS_ACCESS_KEY_ID in the pod must not win over the BSL's secret.
-      if (name == "AWS_SHARED_CREDENTIALS_FILE") return credentials_file;
-      if (name == "AWS_ACCESS_KEY_ID" || name == "AWS_SECRET_ACCESS_KEY" ||
-          name == "AWS_SESSION_TOKEN") {
-        return std::nullopt;
-      }
-    }
-    if (name == "AWS_PROFILE" && !profile.empty()) return profile;
-    return repo::ProcessEnv(name);
-  };
-
-  // The password: Velero's secret, or Velero's default when it does not exist (yet).
-  Result<kube::Object> pw = client_.Get(kube::kSecrets, options_.ns, kPasswordSecret);
-  if (pw.ok()) {
-    Result<Secret<std::string>> value = kube::SecretValue(*pw, kPasswordKey);
-    if (!value.ok()) return value.status().WithContext("repository password");
-    // kopia trims surrounding whitespace; so do we (a trailing newline from `kubectl create
-    // secret --from-file` is the usual cause of "wrong password").
-    t.password = Secret<std::string>(Trim(value->Reveal()));
-    if (t.password.Reveal().empty()) {
-      return Status::InvalidArgument(
-          fmt::format("secret {}/{}: key {} is empty", options_.ns, kPasswordSecret, kPasswordKey));
-    }
-  } else if (pw.status().code() == StatusCode::kNotFound) {
-    t.password = Secret<std::string>(options_.default_password);
-  } else {
-    return pw.status().WithContext("repository password");
-  }
-  return t;
+  return resolver_.Resolve(bsl_name, volume_ns, explicit_identifier);
 }
 
 Result<std::unique_ptr<repo::Repository>> RepositoryAccess::TryOpen(

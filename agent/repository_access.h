@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "access/repo_target.h"
 #include "base/secret.h"
 #include "base/status.h"
 #include "kube/client.h"
@@ -43,14 +44,8 @@ struct RepositoryAccessOptions {
   repo::RepositoryOptions repository;
 };
 
-struct RepositoryTarget {
-  std::string identifier;  // "s3:http://minio:9000/velero/restic/app" or "/var/lib/fsb/repos/app"
-  repo::BackendOptions backend;
-  Secret<std::string> password;
-  std::string bsl;               // the BackupStorageLocation's name
-  std::string volume_namespace;  // whose repository this is
-  bool read_only = false;        // the BSL's accessMode is ReadOnly
-};
+// The BSL → repository resolution is shared with the coordinator (access/repo_target.h).
+using RepositoryTarget = access::RepoTarget;
 
 class RepositoryAccess {
  public:
@@ -73,10 +68,10 @@ class RepositoryAccess {
   Result<std::unique_ptr<repo::Repository>> TryOpen(const RepositoryTarget& target);
   Result<std::unique_ptr<repo::Repository>> InitOnce(const RepositoryTarget& target,
                                                      std::stop_token stop);
-  Result<std::string> WriteScratchFile(const std::string& name, const std::string& content);
 
   kube::Client& client_;
   const RepositoryAccessOptions options_;
+  access::RepoTargetResolver resolver_;
   std::mutex init_mu_;  // one initialisation at a time in this agent
 };
 

@@ -51,7 +51,7 @@ std::string SecondsText(TimePoint t) { return kube::FormatTime(t); }
 MaintenanceController::MaintenanceController(kube::Client& client, MaintenanceOptions options,
                                              const Clock& clock)
     : client_(client), options_(std::move(options)), clock_(clock), resolver_(client, [this] {
-        RepoTargetOptions o = options_.repo_target;
+        access::RepoTargetOptions o = options_.repo_target;
         o.ns = options_.ns;
         return o;
       }()) {}
@@ -179,9 +179,9 @@ repo::LockOptions MaintenanceController::LockOptionsForCluster() {
   return o;
 }
 
-Result<std::string> MaintenanceController::Maintain(const RepoTarget& target,
+Result<std::string> MaintenanceController::Maintain(const access::RepoTarget& target,
                                                     std::stop_token stop) {
-  FSB_ASSIGN_OR_RETURN(auto repository, OpenRepoTarget(target));
+  FSB_ASSIGN_OR_RETURN(auto repository, access::OpenRepoTarget(target));
   const repo::LockOptions lock_options = LockOptionsForCluster();
   Result<int> removed = repo::RemoveLocks(*repository, false, lock_options);
   if (!removed.ok()) return removed.status().WithContext("remove stale locks");
@@ -253,7 +253,7 @@ std::optional<TimePoint> MaintenanceController::ReconcileRepository(const kube::
   const TimePoint start = clock_.Now();
   log->info("repository maintenance starting repo={} bsl={} ns={}", br.meta.Key(),
             br.backup_storage_location, br.volume_namespace);
-  Result<RepoTarget> target =
+  Result<access::RepoTarget> target =
       resolver_.Resolve(br.backup_storage_location, br.volume_namespace, br.restic_identifier);
   Result<std::string> outcome = target.ok() ? Result<std::string>(Status::Internal("unset"))
                                             : Result<std::string>(target.status());
@@ -305,9 +305,9 @@ std::optional<TimePoint> MaintenanceController::ReconcileRepository(const kube::
                       : complete + options_.failure_retry;
 }
 
-Result<int> MaintenanceController::Forget(const RepoTarget& target,
+Result<int> MaintenanceController::Forget(const access::RepoTarget& target,
                                           const std::vector<std::string>& snapshot_ids) {
-  Result<std::unique_ptr<repo::Repository>> repository = OpenRepoTarget(target);
+  Result<std::unique_ptr<repo::Repository>> repository = access::OpenRepoTarget(target);
   if (!repository.ok()) {
     // No repository: nothing of this backup is stored there any more.
     if (repository.status().code() == StatusCode::kNotFound) return 0;
@@ -392,7 +392,7 @@ std::optional<TimePoint> MaintenanceController::ReconcileBackup(const kube::Obje
   for (const auto& [rk, ids] : snapshots) {
     if (stop.stop_requested()) return std::nullopt;
     const auto& [bsl, volume_ns, identifier] = rk;
-    Result<RepoTarget> target = resolver_.Resolve(bsl, volume_ns, identifier);
+    Result<access::RepoTarget> target = resolver_.Resolve(bsl, volume_ns, identifier);
     if (!target.ok()) return retry(target.status().ToString());
     Result<int> n = Forget(*target, ids);
     if (!n.ok())

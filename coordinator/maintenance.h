@@ -38,7 +38,7 @@
 
 #include "base/status.h"
 #include "coordinator/clock.h"
-#include "coordinator/repo_target.h"
+#include "access/repo_target.h"
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "kube/objects.h"
@@ -51,7 +51,7 @@ struct MaintenanceOptions {
   // The Velero namespace: BackupRepositories, Backups, PVBs, BSLs, secrets and fsb's pods.
   std::string ns = "velero";
   // How repositories are located and opened (its ns is set from `ns`).
-  RepoTargetOptions repo_target;
+  access::RepoTargetOptions repo_target;
   // Velero's default maintenance frequency for restic repositories (7 days).
   std::chrono::seconds default_frequency{168 * 3600};
   // A failed maintenance is tried again after this, not at every wake-up.
@@ -111,9 +111,9 @@ class MaintenanceController {
   std::optional<TimePoint> ReconcileBackup(const kube::Object& obj, TimePoint now,
                                            std::stop_token stop);
   // Removes stale locks and prunes. kFailedPrecondition from the lock when it is busy.
-  Result<std::string> Maintain(const RepoTarget& target, std::stop_token stop);
+  Result<std::string> Maintain(const access::RepoTarget& target, std::stop_token stop);
   // Forgets `snapshot_ids` in one repository; returns how many were still there.
-  Result<int> Forget(const RepoTarget& target, const std::vector<std::string>& snapshot_ids);
+  Result<int> Forget(const access::RepoTarget& target, const std::vector<std::string>& snapshot_ids);
   repo::LockOptions LockOptionsForCluster();
   void RecordEvent(const kube::Object& involved, std::string_view type, std::string_view reason,
                    const std::string& message);
@@ -122,7 +122,7 @@ class MaintenanceController {
   kube::Client& client_;
   const MaintenanceOptions options_;
   const Clock& clock_;
-  RepoTargetResolver resolver_;
+  access::RepoTargetResolver resolver_;
   std::unique_ptr<kube::Informer> repositories_;
   std::unique_ptr<kube::Informer> backups_;
   std::mutex mu_;

@@ -14,9 +14,10 @@ ALLOWED = {
     "hostpath": {"base"},
     "uploader": {"repo", "base"},
     "kube": {"base"},
-    "agent": {"uploader", "hostpath", "kube", "repo", "base"},
-    "coordinator": {"kube", "repo", "base"},
-    "cli": {"agent", "coordinator", "uploader", "hostpath", "kube", "repo", "base"},
+    "access": {"kube", "repo", "base"},
+    "agent": {"access", "uploader", "hostpath", "kube", "repo", "base"},
+    "coordinator": {"access", "kube", "repo", "base"},
+    "cli": {"agent", "coordinator", "access", "uploader", "hostpath", "kube", "repo", "base"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

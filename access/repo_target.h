@@ -1,12 +1,10 @@
-// coordinator/repo_target.h: from a BackupStorageLocation and a volume namespace to what opening
+// access/repo_target.h: from a BackupStorageLocation and a volume namespace to what opening
 // its restic repository needs: the location (an explicit identifier, else Velero's rules from the
 // BSL, velero-fs-backup.md §4.3), TLS settings and object-store credentials from the BSL (its
 // credential secret, written to a 0600 file, else the mounted credentials file, else the
 // process environment), and the repository password (secret velero-repo-credentials, §4.4).
-//
-// This is the coordinator's copy of agent::RepositoryAccess::Resolve (agent/ may not be
-// included from coordinator/, CONVENTIONS §1); the two must resolve a repository the same way.
-// TODO(sched): one shared module over kube + repo for both (#9).
+// Shared by the node agent and the coordinator (its own module, over kube/ and repo/, because
+// neither may include the other), so both resolve a repository the same way.
 // Safe for concurrent use (scratch files are written whole and renamed into place).
 #pragma once
 
@@ -20,7 +18,7 @@
 #include "repo/backend/open.h"
 #include "repo/repository.h"
 
-namespace fsb::coordinator {
+namespace fsb::access {
 
 struct RepoTargetOptions {
   std::string ns = "velero";  // the Velero namespace: BSLs and secrets
@@ -64,4 +62,4 @@ class RepoTargetResolver {
 Result<std::unique_ptr<repo::Repository>> OpenRepoTarget(
     const RepoTarget& target, const repo::RepositoryOptions& options = {});
 
-}  // namespace fsb::coordinator
+}  // namespace fsb::access

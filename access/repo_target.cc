@@ -1,4 +1,4 @@
-#include "coordinator/repo_target.h"
+#include "access/repo_target.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -12,7 +12,7 @@
 #include "kube/velero.h"
 #include "repo/backend/s3/s3_config.h"
 
-namespace fsb::coordinator {
+namespace fsb::access {
 namespace {
 
 constexpr std::string_view kPasswordSecret = "velero-repo-credentials";
@@ -146,4 +146,4 @@ Result<std::unique_ptr<repo::Repository>> OpenRepoTarget(const RepoTarget& targe
   return r;
 }
 
-}  // namespace fsb::coordinator
+}  // namespace fsb::access
