@@ -132,6 +132,34 @@ TEST_F(S3InteropTest, ResticBackupRestoresWithFsb) {
   EXPECT_EQ(Snapshot(target), Snapshot(src_));
 }
 
+// prune over S3: ranged reads of the packs to repack, new packs and index files, deletions.
+TEST_F(S3InteropTest, FsbForgetPruneOverS3PassesResticCheckReadData) {
+  const std::string repo = Repo("fsb-prunes");
+  RunResult r = Fsb(repo, {"init"});
+  ASSERT_EQ(r.exit_code, 0) << Show(r) << "\nserver log:\n" << server_->Log();
+  r = Fsb(repo, {"--pack-size", "4", "backup", "."}, src_.string());
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  // Half of the files go, some new ones come: the first snapshot's packs are partly used.
+  for (int i = 1; i < 20; i += 2) {
+    fs::remove(src_ / fmt::format("dir{}", i % 3) / fmt::format("sub{}", i % 2) /
+               fmt::format("file{}.bin", i));
+  }
+  WriteStringToFile(src_ / "dir0" / "new.bin", AsString(SeededRandomBytes(7, 500000)));
+  r = Fsb(repo, {"--pack-size", "4", "backup", "."}, src_.string());
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  r = Fsb(repo, {"--pack-size", "4", "forget", "--keep-last", "1", "--prune", "--max-unused", "0"});
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  EXPECT_THAT(r.out, HasSubstr("1 snapshots have been removed, running prune"));
+  EXPECT_THAT(r.out, HasSubstr("repacking packs"));
+  r = Restic(repo, {"check", "--read-data"});
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  EXPECT_THAT(r.out, HasSubstr("no errors were found"));
+  const fs::path target = tmp_.path() / "restore-after-prune";
+  r = Restic(repo, {"restore", "latest", "--target", target.string()});
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  EXPECT_EQ(Snapshot(target), Snapshot(src_));
+}
+
 TEST_F(S3InteropTest, TlsWithoutTheCaIsRefusedUnlessInsecure) {
   const std::string repo = Repo("tls-check");
   RunResult r = RunCommand({FsbBinary(), "-r", repo, "init"},
