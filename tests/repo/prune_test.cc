@@ -595,48 +595,54 @@ TEST_F(PruneTest, CrashAtEveryBackendCallLeavesACheckableRepository) {
   auto log = GetLogger("repo");
   const spdlog::level::level_enum level = log->level();
   log->set_level(spdlog::level::err);
-  int crashed = 0;
-  for (bool after_call : {false, true}) {
-    for (int n = 1; n <= clean_calls + 5; n++) {
-      SCOPED_TRACE(::testing::Message()
-                   << "crash at call " << n << (after_call ? " after the call" : ""));
-      testing::MemBackend copy;
-      CopyRepository(mem_, copy);
-      {
-        testing::FaultyBackend* faulty = nullptr;
-        auto r = OpenRepo(copy, &faulty);
-        faulty->CrashAt(n, Status::Unavailable("simulated crash"), after_call);
-        Result<PruneResult> res = Prune(*r, MaxUnusedZero());
-        if (!res.ok() || !res->remove_errors.empty()) crashed++;
+  int crashed = 0, points = 0;
+  // One thread per stage (calls in a fixed order), then the default pools (the order varies).
+  for (bool parallel : {false, true}) {
+    const PruneOptions options = parallel ? MaxUnusedZero(PruneOptions{}) : MaxUnusedZero();
+    for (bool after_call : {false, true}) {
+      for (int n = 1; n <= clean_calls + 5; n++, points++) {
+        SCOPED_TRACE(::testing::Message()
+                     << "crash at call " << n << (after_call ? " after the call" : "")
+                     << (parallel ? ", parallel" : ""));
+        testing::MemBackend copy;
+        CopyRepository(mem_, copy);
+        {
+          testing::FaultyBackend* faulty = nullptr;
+          auto r = OpenRepo(copy, &faulty);
+          faulty->CrashAt(n, Status::Unavailable("simulated crash"), after_call);
+          Result<PruneResult> res = Prune(*r, options);
+          if (!res.ok() || !res->remove_errors.empty()) crashed++;
+        }
+        std::vector<std::string> hints;
+        const std::vector<std::string> errors = CheckErrors(copy, &hints);
+        ASSERT_THAT(errors, ::testing::IsEmpty());
+        for (const std::string& h : hints) {
+          EXPECT_THAT(h, ::testing::AnyOf(HasSubstr("not referenced in any index"),
+                                          HasSubstr("listed in several index files")));
+        }
+        // No referenced blob is lost: every one is indexed (and check read it).
+        const std::multiset<BlobKey> mid = IndexEntries(copy);
+        for (const BlobKey& k : used) ASSERT_TRUE(mid.count(k)) << k.second.Short() << " lost";
+        // The next prune completes the job.
+        {
+          auto r = OpenRepo(copy);
+          Result<PruneResult> res = Prune(*r, MaxUnusedZero());
+          ASSERT_TRUE(res.ok()) << res.status().ToString();
+        }
+        EXPECT_EQ(IndexEntries(copy), clean_end);
+        hints.clear();
+        ASSERT_THAT(CheckErrors(copy, &hints), ::testing::IsEmpty());
+        EXPECT_THAT(hints, ::testing::IsEmpty());
       }
-      std::vector<std::string> hints;
-      const std::vector<std::string> errors = CheckErrors(copy, &hints);
-      ASSERT_THAT(errors, ::testing::IsEmpty());
-      for (const std::string& h : hints) {
-        EXPECT_THAT(h, ::testing::AnyOf(HasSubstr("not referenced in any index"),
-                                        HasSubstr("listed in several index files")));
-      }
-      // No referenced blob is lost: every one is indexed (and check read it).
-      const std::multiset<BlobKey> mid = IndexEntries(copy);
-      for (const BlobKey& k : used) ASSERT_TRUE(mid.count(k)) << k.second.Short() << " lost";
-      // The next prune completes the job.
-      {
-        auto r = OpenRepo(copy);
-        Result<PruneResult> res = Prune(*r, MaxUnusedZero());
-        ASSERT_TRUE(res.ok()) << res.status().ToString();
-      }
-      EXPECT_EQ(IndexEntries(copy), clean_end);
-      hints.clear();
-      ASSERT_THAT(CheckErrors(copy, &hints), ::testing::IsEmpty());
-      EXPECT_THAT(hints, ::testing::IsEmpty());
     }
   }
   log->set_level(level);
-  EXPECT_GT(crashed, clean_calls);
-  RecordProperty("crash_points", 2 * (clean_calls + 5));
+  EXPECT_GT(crashed, 2 * clean_calls);
+  RecordProperty("crash_points", points);
   std::printf(
-      "crash points tested: %d (%d calls in an uninterrupted prune, before and after each)\n",
-      2 * (clean_calls + 5), clean_calls);
+      "crash points tested: %d (%d calls in an uninterrupted prune; before and after each call; "
+      "one thread per stage and the default pools)\n",
+      points, clean_calls);
 }
 
 }  // namespace
