@@ -443,7 +443,10 @@ Status Pruner::State::Walk(PruneStats& st) {
     const size_t i = Find(type, id);
     if (i == SIZE_MAX) {
       std::lock_guard l(mu);
-      if (missing.size() < 20) missing.emplace_back(type, id);
+      const std::pair<BlobType, Id> m(type, id);
+      if (missing.size() < 20 && std::find(missing.begin(), missing.end(), m) == missing.end()) {
+        missing.push_back(m);
+      }
       missing_count++;
       return false;
     }
@@ -499,13 +502,11 @@ Status Pruner::State::Walk(PruneStats& st) {
       list += fmt::format("{}{} {}", i ? ", " : "", BlobTypeName(missing[i].first),
                           missing[i].second.Hex());
     }
-    if (missing_count > missing.size())
-      list += fmt::format(" and {} more", missing_count - missing.size());
-    return Status::FailedPrecondition(
-        fmt::format("{} blobs referenced by snapshots are not in the index: {}; integrity check "
-                    "failed: data seems "
-                    "to be missing, will not prune to prevent (additional) data loss",
-                    missing_count, list));
+    if (missing_count > missing.size()) list += ", ...";
+    return Status::FailedPrecondition(fmt::format(
+        "{} references from snapshots to blobs that are not in the index: {}; integrity check "
+        "failed: data seems to be missing, will not prune to prevent (additional) data loss",
+        missing_count, list));
   }
   return Status::Ok();
 }
