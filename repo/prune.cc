@@ -743,7 +743,18 @@ Result<std::unique_ptr<Pruner>> Pruner::Plan(Repository& repo, PruneOptions opti
   FSB_RETURN_IF_ERROR(s.Classify(p->stats_));
   s.Say("collecting packs for deletion and repacking");
   FSB_RETURN_IF_ERROR(s.Decide(p->stats_));
+  s.log->debug("prune plan index_entries={} packs={} memory_bytes={}", p->stats_.index_entries,
+               s.packs.size(), p->MemoryBytes());
   return p;
+}
+
+uint64_t Pruner::MemoryBytes() const {
+  const State& s = *s_;
+  return s.entries.capacity() * sizeof(Entry) + s.buckets.capacity() * sizeof(uint32_t) +
+         s.packs.capacity() * sizeof(Id) + s.infos.capacity() * sizeof(PackInfo) +
+         s.pack_numbers.size() * (sizeof(Id) + sizeof(uint32_t) + 2 * sizeof(void*)) +
+         s.pack_numbers.bucket_count() * sizeof(void*) + s.by_pack.capacity() * sizeof(uint32_t) +
+         s.pack_start.capacity() * sizeof(uint32_t) + s.index_files.capacity() * sizeof(Id);
 }
 
 bool Pruner::HasWork() const {

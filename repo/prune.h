@@ -146,6 +146,9 @@ class Pruner {
   Pruner& operator=(const Pruner&) = delete;
 
   const PruneStats& stats() const { return stats_; }
+  // Bytes the plan holds (records, bucket directory, per-pack tables; Execute's permutation once
+  // built), not counting the tree blobs in the repository's index or the tree pack cache.
+  uint64_t MemoryBytes() const;
   // Whether Execute would change anything.
   bool HasWork() const;
   // The plan, each sorted by ID (dry-run listings, tests).

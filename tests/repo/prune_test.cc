@@ -372,6 +372,20 @@ TEST_F(PruneTest, DryRunPlanChangesNothing) {
   EXPECT_EQ(FileNames(mem_), before);
 }
 
+TEST_F(PruneTest, PlanMemoryIsAboutFiftyBytesABlob) {
+  for (int k = 0; k < 8; k++) snaps_.push_back(Backup(k));
+  auto r = OpenRepo(mem_);
+  auto p = Pruner::Plan(*r, OneThread());
+  ASSERT_TRUE(p.ok());
+  const uint64_t blobs = (*p)->stats().index_entries;
+  ASSERT_GT(blobs, 50u);
+  // 48-byte records + the bucket directory; the per-pack tables weigh more here than in a real
+  // repository (2-3 blobs a pack instead of thousands).
+  const uint64_t per_pack = sizeof(Id) + 48 + 64;
+  EXPECT_LE((*p)->MemoryBytes(), blobs * 53 + (blobs / 2 + 16) * per_pack + 4096)
+      << (*p)->MemoryBytes() << " bytes for " << blobs << " index entries";
+}
+
 TEST_F(PruneTest, DuplicateBlobsKeepOneCopy) {
   snaps_.push_back(Backup(0));
   // The first ten blobs backup 1 stores, seven of which backup 0 has (pool 8-11 and 16-18).
