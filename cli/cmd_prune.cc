@@ -4,11 +4,13 @@
 #include "cli/cmd_prune.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -227,7 +229,17 @@ int RunPruneWithRepo(const GlobalOptions& g, repo::Repository& r, repo::RepoLock
   o.progress = &progress;
   o.message = [&](std::string_view m) { reporter->Message(m); };
   // Nothing is deleted unless the lock is still safely ours (repo/lock.h: Valid).
-  o.before_phase = [lock](repo::PrunePhase) { return lock ? lock->Valid() : Status::Ok(); };
+  // Test hook (prune_interop_test): FSB_TEST_PRUNE_KILL_AT=<phase name> kills the process (SIGKILL,
+  // no clean-up, the lock left behind) where that phase would start, to show that restic accepts
+  // the repository a crash leaves.
+  const char* kill_at = std::getenv("FSB_TEST_PRUNE_KILL_AT");
+  o.before_phase = [lock, kill_at](repo::PrunePhase p) {
+    if (kill_at != nullptr && repo::PrunePhaseName(p) == kill_at) {
+      std::fflush(nullptr);
+      raise(SIGKILL);
+    }
+    return lock ? lock->Valid() : Status::Ok();
+  };
   Result<std::unique_ptr<repo::Pruner>> planned = repo::Pruner::Plan(r, std::move(o));
   if (!planned.ok()) {
     reporter.reset();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "repo/id.h"
 #include "tests/integration/integration_util.h"
 #include "tests/support/test_util.h"
 #include "tests/support/tree_compare.h"
@@ -194,6 +195,49 @@ TEST_F(PruneInteropTest, ResticPruneOnFsbRepositoryFsbChecksAndRestores) {
   res = Cli(repo).Fsb({"check", "--read-data"});
   EXPECT_EQ(res.exit_code, 0) << Describe(res);
   ExpectRestoresMatch(Tool::kFsb, repo);
+}
+
+// fsb prune killed (SIGKILL, its lock left behind) where each step would start: restic unlock
+// removes the dead process's lock, restic check --read-data accepts what is left, and the next fsb
+// prune finishes with the same blobs as an uninterrupted one.
+TEST_F(PruneInteropTest, KilledPruneLeavesARepositoryResticAccepts) {
+  REQUIRE_RESTIC();
+  const fs::path base = tmp_.path() / "base";
+  ASSERT_EQ(Cli(base).Fsb({"init"}).exit_code, 0);
+  for (int r = 0; r < 4; r++) Backup(Tool::kFsb, base, r);
+  ASSERT_EQ(Cli(base).Fsb({"forget", "--group-by", "host", "--keep-last", "2"}).exit_code, 0);
+  // A pack no index names, as a backup killed before its index leaves one.
+  const std::string orphan = std::string(AsString(SeededRandomBytes(77, 5000)));
+  const std::string orphan_id = repo::Id::Hash(AsBytes(orphan)).Hex();
+  fs::create_directories(base / "data" / orphan_id.substr(0, 2));
+  WriteStringToFile(base / "data" / orphan_id.substr(0, 2) / orphan_id, orphan);
+
+  const fs::path clean = tmp_.path() / "clean";
+  CopyTree(base, clean);
+  RunResult res = Cli(clean).Fsb({"prune", "--max-unused", "0"});
+  ASSERT_EQ(res.exit_code, 0) << Describe(res);
+  const std::vector<std::string> expected = IndexBlobs(clean);
+
+  for (const char* phase : {"remove unreferenced packs", "repack", "write index",
+                            "remove old index files", "remove packs"}) {
+    SCOPED_TRACE(phase);
+    const fs::path repo =
+        tmp_.path() / ("killed-" + std::to_string(std::hash<std::string>()(phase)));
+    CopyTree(base, repo);
+    res = RunCommand({FsbBinary(), "-r", repo.string(), "prune", "--max-unused", "0"},
+                     {"FSB_PASSWORD_FILE=" + password_.string(),
+                      std::string("FSB_TEST_PRUNE_KILL_AT=") + phase});
+    ASSERT_NE(res.exit_code, 0) << Describe(res);  // killed
+    res = Cli(repo).Restic({"unlock"});
+    ASSERT_EQ(res.exit_code, 0) << Describe(res);
+    ExpectResticCheckReadData(repo);
+    res = Cli(repo).Fsb({"prune", "--max-unused", "0"});
+    ASSERT_EQ(res.exit_code, 0) << Describe(res);
+    EXPECT_EQ(IndexBlobs(repo), expected);
+    res = Cli(repo).Restic({"check"});
+    EXPECT_EQ(res.exit_code, 0) << Describe(res);
+    EXPECT_THAT(res.out, ::testing::Not(HasSubstr("not referenced in any index")));
+  }
 }
 
 TEST_F(PruneInteropTest, BadFlagsAreRejectedWithResticsMessages) {
