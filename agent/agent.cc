@@ -142,6 +142,11 @@ class AgentImpl final : public Agent {
   bool StartJob(Kind kind, const std::string& name);
   void FinishJob(const std::string& key);
 
+  // Velero's start-up check (§5.3): every running pod of this node should have a directory under
+  // --host-pods. Velero refuses to start otherwise; fsb warns once, naming what is missing, and
+  // each affected volume fails with its own message.
+  void CheckPodsDirectory();
+
   // ---- status writes
   Status PatchStatus(const kube::Resource& r, const std::string& name, kube::Object status);
   Status WriteFinal(const kube::Resource& r, const std::string& name, const FinalStatus& f);
@@ -816,6 +821,27 @@ FinalStatus AgentImpl::RunRestore(Job& job) {
 // ---------------------------------------------------------------------------------------------
 // Run
 
+void AgentImpl::CheckPodsDirectory() {
+  if (!pods_root_) return;
+  std::vector<std::string> uids;
+  for (const kube::Object& o : pods_->List()) {
+    Result<kube::Pod> pod = kube::ParsePod(o);
+    if (pod.ok() && pod->phase == "Running") uids.push_back(pod->KubeletUid());
+  }
+  Result<std::vector<std::string>> missing = hostpath::MissingPodDirs(*pods_root_, uids);
+  if (!missing.ok()) {
+    log_->warn("cannot check the host pods directory path={} err=\"{}\"", options_.host_pods,
+               missing.status().ToString());
+  } else if (!missing->empty()) {
+    log_->warn(
+        "running pods of this node have no directory under the host pods directory: is --host-pods "
+        "the kubelet "
+        "pods directory (see --kubelet-root-dir in Velero's docs)? path={} missing={} of={} "
+        "first={}",
+        options_.host_pods, missing->size(), uids.size(), missing->front());
+  }
+}
+
 Status AgentImpl::Run(std::stop_token stop) {
   kube::InformerOptions pvb_opts;
   pvb_opts.ns = options_.ns;
@@ -854,6 +880,7 @@ Status AgentImpl::Run(std::stop_token stop) {
   }
   started_ = true;
   log_->info("agent ready node={}", options_.node_name);
+  CheckPodsDirectory();
 
   while (true) {
     std::string key;

@@ -396,7 +396,10 @@ TEST_F(AgentE2eTest, BadInputFailsWithClearMessagesAndTheAgentKeepsServing) {
          {"objectStorage", {{"bucket", "b"}}},
          {"credential", {{"name", "missing-secret"}, {"key", "cloud"}}},
          {"config", {{"s3Url", "http://127.0.0.1:1"}, {"region", "us-east-1"}}}}}});
-  StartAgent("node-a", pods_a_);
+  // A running pod of this node without a directory under --host-pods: the agent says so at start.
+  const std::string ghost_uid =
+      AddPod("ghost", "node-a", json::array({{{"name", "cache"}, {"emptyDir", json::object()}}}));
+  ChildProcess* agent = StartAgent("node-a", pods_a_);
   Put(kube::kPodVolumeBackups, Pvb("no-pod", "node-a", "gone", "uid-x", "cache"));
   json bad_repo = Pvb("bad-repo", "node-a", "web", uid_a, "cache");
   bad_repo["spec"]["repoIdentifier"] = "ftp:somewhere/else";
@@ -432,6 +435,8 @@ TEST_F(AgentE2eTest, BadInputFailsWithClearMessagesAndTheAgentKeepsServing) {
   Put(kube::kPodVolumeBackups, Pvb("good", "node-a", "web", uid_a, "cache"));
   json good = WaitPhase(kube::kPodVolumeBackups, "good", {"Completed", "Failed"});
   EXPECT_EQ(Phase(&good), "Completed") << good.dump(2);
+  EXPECT_THAT(agent->log(), HasSubstr("have no directory under the host pods directory"));
+  EXPECT_THAT(agent->log(), HasSubstr("first=" + ghost_uid));
   auto other = server_->Get(kube::kPodVolumeBackups, kNs, "other-node");
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(Phase(&*other), "");
