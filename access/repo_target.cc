@@ -55,6 +55,48 @@ Result<std::string> RepoTargetResolver::WriteScratchFile(const std::string& name
   return path;
 }
 
+Result<repo::BackendOptions> RepoTargetResolver::BackendOptionsFor(
+    const kube::velero::BackupStorageLocation& bsl) {
+  repo::BackendOptions bo;
+  auto cfg = [&](const char* key) -> std::string {
+    auto it = bsl.config.find(key);
+    return it == bsl.config.end() ? std::string() : it->second;
+  };
+  bo.insecure_tls = cfg("insecureSkipTLSVerify") == "true";
+  bo.s3_region = cfg("region");
+  if (!bsl.ca_cert.empty()) {
+    FSB_ASSIGN_OR_RETURN(bo.ca_file, WriteScratchFile("ca-" + bsl.meta.name + ".pem", bsl.ca_cert));
+  }
+  std::string credentials_file;
+  if (!bsl.credential_secret.empty()) {
+    const std::string what =
+        fmt::format("credentials of backup storage location {}", bsl.meta.name);
+    Result<kube::Object> secret = client_.Get(kube::kSecrets, options_.ns, bsl.credential_secret);
+    if (!secret.ok()) return secret.status().WithContext(what);
+    Result<Secret<std::string>> value =
+        kube::SecretValue(*secret, bsl.credential_key.empty() ? "cloud" : bsl.credential_key);
+    if (!value.ok()) return value.status().WithContext(what);
+    FSB_ASSIGN_OR_RETURN(credentials_file,
+                         WriteScratchFile("cloud-" + bsl.meta.name, value->Reveal()));
+  } else if (!options_.credentials_file.empty()) {
+    credentials_file = options_.credentials_file;
+  }
+  const std::string profile = cfg("profile");
+  bo.env = [credentials_file, profile](const std::string& name) -> std::optional<std::string> {
+    if (!credentials_file.empty()) {
+      // Only the file: a stray AWS_ACCESS_KEY_ID in the pod must not win over the BSL's secret.
+      if (name == "AWS_SHARED_CREDENTIALS_FILE") return credentials_file;
+      if (name == "AWS_ACCESS_KEY_ID" || name == "AWS_SECRET_ACCESS_KEY" ||
+          name == "AWS_SESSION_TOKEN") {
+        return std::nullopt;
+      }
+    }
+    if (name == "AWS_PROFILE" && !profile.empty()) return profile;
+    return repo::ProcessEnv(name);
+  };
+  return bo;
+}
+
 Result<RepoTarget> RepoTargetResolver::Resolve(std::string_view bsl_name,
                                                std::string_view volume_ns,
                                                std::string_view explicit_identifier) {
@@ -82,44 +124,7 @@ Result<RepoTarget> RepoTargetResolver::Resolve(std::string_view bsl_name,
     return Status::InvalidArgument(fmt::format(
         "repository {}: only S3-compatible and local repositories are supported", t.identifier));
   }
-  auto cfg = [&](const char* key) -> std::string {
-    auto it = bsl.config.find(key);
-    return it == bsl.config.end() ? std::string() : it->second;
-  };
-  t.backend.insecure_tls = cfg("insecureSkipTLSVerify") == "true";
-  t.backend.s3_region = cfg("region");
-  if (!bsl.ca_cert.empty()) {
-    FSB_ASSIGN_OR_RETURN(t.backend.ca_file,
-                         WriteScratchFile("ca-" + bsl.meta.name + ".pem", bsl.ca_cert));
-  }
-  std::string credentials_file;
-  if (!bsl.credential_secret.empty()) {
-    const std::string what =
-        fmt::format("credentials of backup storage location {}", bsl.meta.name);
-    Result<kube::Object> secret = client_.Get(kube::kSecrets, options_.ns, bsl.credential_secret);
-    if (!secret.ok()) return secret.status().WithContext(what);
-    Result<Secret<std::string>> value =
-        kube::SecretValue(*secret, bsl.credential_key.empty() ? "cloud" : bsl.credential_key);
-    if (!value.ok()) return value.status().WithContext(what);
-    FSB_ASSIGN_OR_RETURN(credentials_file,
-                         WriteScratchFile("cloud-" + bsl.meta.name, value->Reveal()));
-  } else if (!options_.credentials_file.empty()) {
-    credentials_file = options_.credentials_file;
-  }
-  const std::string profile = cfg("profile");
-  t.backend.env = [credentials_file,
-                   profile](const std::string& name) -> std::optional<std::string> {
-    if (!credentials_file.empty()) {
-      // Only the file: a stray AWS_ACCESS_KEY_ID in the pod must not win over the BSL's secret.
-      if (name == "AWS_SHARED_CREDENTIALS_FILE") return credentials_file;
-      if (name == "AWS_ACCESS_KEY_ID" || name == "AWS_SECRET_ACCESS_KEY" ||
-          name == "AWS_SESSION_TOKEN") {
-        return std::nullopt;
-      }
-    }
-    if (name == "AWS_PROFILE" && !profile.empty()) return profile;
-    return repo::ProcessEnv(name);
-  };
+  FSB_ASSIGN_OR_RETURN(t.backend, BackendOptionsFor(bsl));
   Result<kube::Object> pw = client_.Get(kube::kSecrets, options_.ns, kPasswordSecret);
   if (pw.ok()) {
     Result<Secret<std::string>> value = kube::SecretValue(*pw, kPasswordKey);

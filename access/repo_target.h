@@ -15,6 +15,7 @@
 #include "base/secret.h"
 #include "base/status.h"
 #include "kube/client.h"
+#include "kube/velero.h"
 #include "repo/backend/open.h"
 #include "repo/repository.h"
 
@@ -48,6 +49,12 @@ class RepoTargetResolver {
   // `explicit_identifier` (BackupRepository spec.resticIdentifier, PVB spec.repoIdentifier) wins
   // when non-empty. Errors name the BSL or secret (kNotFound when missing, kInvalidArgument when
   // malformed, e.g. azure/gcp repositories, which fsb does not open), never a secret's value.
+  // How to reach `bsl`'s object store: TLS (caCert written to a 0600 scratch file,
+  // insecureSkipTLSVerify), region, and credentials (the BSL's credential secret written to a
+  // scratch file, else the mounted credentials file, else the process environment; AWS_PROFILE from
+  // config.profile). Used for repositories and for the coordinator's records alike.
+  Result<repo::BackendOptions> BackendOptionsFor(const kube::velero::BackupStorageLocation& bsl);
+
   Result<RepoTarget> Resolve(std::string_view bsl_name, std::string_view volume_ns,
                              std::string_view explicit_identifier);
 

@@ -67,8 +67,22 @@ Result<std::string> RecordsLocation(const kube::velero::BackupStorageLocation& b
                   what, bsl.provider));
 }
 
+namespace {
+
+access::RepoTargetOptions ResolverOptions(const StorageOptions& o) {
+  access::RepoTargetOptions r;
+  r.ns = o.ns;
+  r.scratch_dir = o.scratch_dir;
+  r.credentials_file = o.credentials_file;
+  return r;
+}
+
+}  // namespace
+
 StorageLocations::StorageLocations(kube::Client& client, StorageOptions options)
-    : client_(client), options_(std::move(options)) {}
+    : client_(client),
+      options_(std::move(options)),
+      backend_options_(client, ResolverOptions(options_)) {}
 
 Result<kube::velero::BackupStorageLocation> StorageLocations::Get(std::string_view name) {
   Result<kube::Object> obj = client_.Get(kube::kBackupStorageLocations, options_.ns, name);
@@ -76,65 +90,10 @@ Result<kube::velero::BackupStorageLocation> StorageLocations::Get(std::string_vi
   return kube::velero::ParseBackupStorageLocation(*obj);
 }
 
-Result<std::string> StorageLocations::WriteScratchFile(const std::string& name,
-                                                       const std::string& content) {
-  std::lock_guard lock(file_mu_);
-  std::error_code ec;
-  const std::filesystem::path dir = std::filesystem::path(options_.scratch_dir) / "fsb-credentials";
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::FromErrno(ec.value(), "create", dir.string());
-  ::chmod(dir.c_str(), 0700);
-  const std::string path = (dir / name).string();
-  const std::string tmp = path + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "create", tmp);
-  size_t off = 0;
-  while (off < content.size()) {
-    const ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "write", tmp);
-    off += static_cast<size_t>(n);
-  }
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename", path);
-  return path;
-}
-
 Result<std::unique_ptr<repo::ObjectStore>> StorageLocations::OpenStore(
     const kube::velero::BackupStorageLocation& bsl) {
   FSB_ASSIGN_OR_RETURN(std::string location, RecordsLocation(bsl));
-  repo::BackendOptions bo;
-  bo.insecure_tls = Cfg(bsl, "insecureSkipTLSVerify") == "true";
-  bo.s3_region = Cfg(bsl, "region");
-  if (!bsl.ca_cert.empty()) {
-    FSB_ASSIGN_OR_RETURN(bo.ca_file, WriteScratchFile("ca-" + bsl.meta.name + ".pem", bsl.ca_cert));
-  }
-  std::string credentials_file;
-  if (!bsl.credential_secret.empty()) {
-    const std::string what =
-        fmt::format("credentials of backup storage location {}", bsl.meta.name);
-    Result<kube::Object> secret = client_.Get(kube::kSecrets, options_.ns, bsl.credential_secret);
-    if (!secret.ok()) return secret.status().WithContext(what);
-    Result<Secret<std::string>> value =
-        kube::SecretValue(*secret, bsl.credential_key.empty() ? "cloud" : bsl.credential_key);
-    if (!value.ok()) return value.status().WithContext(what);
-    FSB_ASSIGN_OR_RETURN(credentials_file,
-                         WriteScratchFile("cloud-" + bsl.meta.name, value->Reveal()));
-  } else if (!options_.credentials_file.empty()) {
-    credentials_file = options_.credentials_file;
-  }
-  const std::string profile = Cfg(bsl, "profile");
-  bo.env = [credentials_file, profile](const std::string& name) -> std::optional<std::string> {
-    if (!credentials_file.empty()) {
-      if (name == "AWS_SHARED_CREDENTIALS_FILE") return credentials_file;
-      if (name == "AWS_ACCESS_KEY_ID" || name == "AWS_SECRET_ACCESS_KEY" ||
-          name == "AWS_SESSION_TOKEN") {
-        return std::nullopt;
-      }
-    }
-    if (name == "AWS_PROFILE" && !profile.empty()) return profile;
-    return repo::ProcessEnv(name);
-  };
+  FSB_ASSIGN_OR_RETURN(repo::BackendOptions bo, backend_options_.BackendOptionsFor(bsl));
   Result<std::unique_ptr<repo::ObjectStore>> store = repo::OpenObjectStore(location, bo);
   if (!store.ok()) {
     return store.status().WithContext("backup storage location " + bsl.meta.name);

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "access/repo_target.h"
 #include "base/status.h"
 #include "kube/client.h"
 #include "kube/velero.h"
@@ -48,11 +49,9 @@ class StorageLocations {
       const kube::velero::BackupStorageLocation& bsl);
 
  private:
-  Result<std::string> WriteScratchFile(const std::string& name, const std::string& content);
-
   kube::Client& client_;
   const StorageOptions options_;
-  std::mutex file_mu_;  // scratch files are rewritten whole, one at a time
+  access::RepoTargetResolver backend_options_;  // BSL → TLS and credentials, as for repositories
 };
 
 }  // namespace fsb::coordinator
