@@ -7,9 +7,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -190,12 +192,46 @@ ssize_t ReadXattrBuffer(const Call& call, std::vector<char>& buf) {
 
 bool XattrUnsupported(int err) { return err == ENOTSUP || err == EOPNOTSUPP; }
 
+// listxattrat(2) (Linux 6.13): the list of `name` in `dir_fd` without a path walk through
+// /proc/self/fd. Most files have no xattrs, so on a no-change backup this one call per entry is
+// a third of the walker's time when it goes through /proc (two extra lookups and a magic link).
+// -1 with errno ENOSYS when the kernel (or a seccomp filter: EPERM) does not offer it; the first
+// successful answer is cross-checked against llistxattr once, so a kernel that numbers it
+// differently can never feed us another call's result.
+constexpr long kSysListxattrat = 465;  // x86_64 and the generic table alike
+std::atomic<int> listxattrat_state{0};  // 0 untested, 1 works, -1 unavailable
+
+ssize_t ListXattrsAt(int dir_fd, const std::string& name, const ProcPath& path, char* buf, size_t cap) {
+  const int state = listxattrat_state.load(std::memory_order_relaxed);
+  if (state >= 0) {
+    const long n = syscall(kSysListxattrat, dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, buf, cap);
+    if (n >= 0 && state == 1) return n;
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM && errno != EINVAL)) {
+      if (state == 1) return n;  // a real error of the entry (ENOENT, ERANGE, ...)
+      // First answer: must agree with the /proc path, else never use the syscall.
+      const int saved = errno;
+      std::vector<char> check(std::max<size_t>(cap, 1));
+      const ssize_t m = llistxattr(path.c_str(), cap ? check.data() : nullptr, cap);
+      const bool same = n >= 0 ? (m == n && (n == 0 || cap == 0 || std::memcmp(check.data(), buf, size_t(n)) == 0))
+                               : (m < 0 && errno == saved);
+      listxattrat_state.store(same ? 1 : -1, std::memory_order_relaxed);
+      if (same) {
+        errno = saved;
+        return n;
+      }
+    } else {
+      listxattrat_state.store(-1, std::memory_order_relaxed);
+    }
+  }
+  return llistxattr(path.c_str(), buf, cap);
+}
+
 // restic 0.14 fillExtendedAttributes: every attribute listxattr names, in its order.
 Status ReadXattrs(int dir_fd, const std::string& name, std::vector<repo::ExtendedAttribute>& out) {
   const ProcPath path(dir_fd, name);
   std::vector<char> list(512);
-  const ssize_t list_len =
-      ReadXattrBuffer([&](char* b, size_t n) { return llistxattr(path.c_str(), b, n); }, list);
+  const ssize_t list_len = ReadXattrBuffer(
+      [&](char* b, size_t n) { return ListXattrsAt(dir_fd, name, path, b, n); }, list);
   if (list_len < 0) {
     if (XattrUnsupported(errno)) return Status::Ok();
     return ProcErrno(errno, "listxattr", name);
