@@ -229,6 +229,28 @@ void SealAppend(const CryptoKey& key, ByteView plain, Bytes& out) {
   SealTo(key, plain, out.data() + start);
 }
 
+Status VerifyMac(const CryptoKey& key, ByteView sealed) {
+  if (!key.Valid()) return Status::InvalidArgument("invalid key: all-zero part");
+  if (sealed.size() < kCryptoOverhead) {
+    return Status::Corruption("ciphertext verification failed: " + std::to_string(sealed.size()) +
+                              " bytes is shorter than the 32-byte overhead");
+  }
+  const uint8_t* iv = sealed.data();
+  if (IsAllZero(ByteView(iv, kIvSize))) {
+    return Status::Corruption("ciphertext verification failed: all-zero IV");
+  }
+  const size_t n = sealed.size() - kCryptoOverhead;
+  const uint8_t* ct = iv + kIvSize;
+  std::array<uint8_t, kMacSize> mac;
+  MacStream ms(Contexts(), key, iv);
+  ms.Update(ct, n);
+  ms.Final(mac.data());
+  if (CRYPTO_memcmp(mac.data(), ct + n, kMacSize) != 0) {
+    return Status::Corruption("ciphertext verification failed");
+  }
+  return Status::Ok();
+}
+
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed) {
   if (!key.Valid()) return Status::InvalidArgument("invalid key: all-zero part");
   if (sealed.size() < kCryptoOverhead) {

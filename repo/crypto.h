@@ -61,6 +61,8 @@ void SealAppend(const CryptoKey& key, ByteView plain, Bytes& out);
 // "ciphertext verification failed" on a bad MAC, a short input or an all-zero IV;
 // kInvalidArgument if `key` is not Valid().
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed);
+// Open's checks without the decryption: OK if the MAC of `sealed` is right (constant time).
+Status VerifyMac(const CryptoKey& key, ByteView sealed);
 
 // scrypt(password, salt, N, r, p, 64 bytes). kInvalidArgument for parameters OpenSSL refuses.
 Result<Bytes> Scrypt(ByteView password, ByteView salt, uint64_t n, uint32_t r, uint32_t p);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "repo/backend/backend.h"
 
 namespace fsb::repo {
@@ -19,6 +21,30 @@ Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t r
   *uncompressed_length = static_cast<uint32_t>(plain.size());
   Bytes frame = ZstdCompress(plain, mode == CompressionMode::kOff ? CompressionMode::kAuto : mode);
   return Seal(key, frame);
+}
+
+Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView plain,
+                                uint32_t repo_version, CompressionMode mode,
+                                uint32_t* uncompressed_length) {
+  Bytes stored = EncodeBlob(key, type, plain, repo_version, mode, uncompressed_length);
+  auto fail = [&](std::string_view what) {
+    return Status::Internal(fmt::format("{} blob of {} bytes: encoded form {} (memory corruption?); "
+                                        "not stored",
+                                        BlobTypeName(type), plain.size(), what));
+  };
+  Result<Bytes> opened = Open(key, stored);
+  if (!opened.ok()) return fail("does not open");
+  if (*uncompressed_length != 0) {
+    Result<Bytes> back = ZstdDecompressExact(*opened, *uncompressed_length);
+    if (!back.ok() || back->size() != plain.size() ||
+        std::memcmp(back->data(), plain.data(), plain.size()) != 0) {
+      return fail("does not decompress to the input");
+    }
+  } else if (opened->size() != plain.size() ||
+             std::memcmp(opened->data(), plain.data(), plain.size()) != 0) {
+    return fail("does not decrypt to the input");
+  }
+  return stored;
 }
 
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored) {

@@ -44,6 +44,16 @@ struct PackedBlob {
 Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t repo_version,
                  CompressionMode mode, uint32_t* uncompressed_length);
 
+// EncodeBlob, then proves the stored form before anyone packs it: opens it (MAC, decryption),
+// decompresses it and compares the result with `plain` byte for byte. A mismatch (memory
+// corruption, a compressor bug) is kInternal and nothing is returned. This is restic's
+// verify-before-upload (≥ 0.16.4) done while `plain` is still at hand, so that it needs a memcmp
+// where a check at upload time needs a second SHA-256 of the plaintext; PackSaver then only
+// re-checks each blob's MAC, which catches any change of the stored bytes since.
+Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView plain,
+                                uint32_t repo_version, CompressionMode mode,
+                                uint32_t* uncompressed_length);
+
 // Opens, decompresses and verifies a stored blob against `id`. kCorruption naming the blob on a MAC
 // failure, a bad frame, a size mismatch or a hash mismatch.
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored);

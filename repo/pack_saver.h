@@ -27,7 +27,9 @@ struct PackSaverOptions {
   int max_queued_packs = 1;
   // restic writes an index file once it holds this many blobs (v2: 150 000, §8.3).
   size_t index_max_blobs = 150000;
-  // Re-open each pack's header and every blob before upload (cheap insurance, restic ≥ 0.16.4).
+  // Before upload, re-parse each pack's header and check every blob's MAC (cheap insurance, as
+  // restic ≥ 0.16.4). The blobs' contents are proven where they are encoded: writers use
+  // EncodeBlobChecked, and blobs copied from existing packs were checked when read.
   bool verify_before_upload = true;
   // Add each stored pack's blobs to the repository's in-memory index (writers that dedup against
   // it need that). prune turns it off: it keeps its own record of every blob, and 64–128 bytes a

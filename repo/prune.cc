@@ -908,7 +908,9 @@ Status Pruner::State::Repack(PruneResult& r) {
       // v2 stores trees compressed, and data too unless compression is off: a blob written
       // uncompressed (a v1 repository upgraded) is compressed on its way through, as restic does.
       if (version >= 2 && ulen == 0 && (e.tree() || mode != CompressionMode::kOff)) {
-        stored = EncodeBlob(repo.key(), e.type(), *plain, version, mode, &ulen);
+        Result<Bytes> encoded = EncodeBlobChecked(repo.key(), e.type(), *plain, version, mode, &ulen);
+        if (!encoded.ok()) return encoded.status().WithContext("repack pack " + packs[p].Short());
+        stored = std::move(*encoded);
       }
       FSB_RETURN_IF_ERROR(saver.Add(e.type(), e.id, std::move(stored), ulen, plain->size()));
       copied++;

@@ -53,6 +53,33 @@ TEST_F(PackTest, HeaderRoundTripsAndBlobsDecode) {
   EXPECT_EQ(AsString(*b), std::string(5000, 'b'));
 }
 
+TEST_F(PackTest, CheckedEncodingIsTheSameFormatAndDecodes) {
+  const std::string text(70000, 'x');
+  const Bytes noise = testing::SeededRandomBytes(3, 70000);
+  for (uint32_t version : {1u, 2u}) {
+    for (CompressionMode mode : {CompressionMode::kAuto, CompressionMode::kOff, CompressionMode::kMax}) {
+      for (ByteView plain : {AsBytes(text), ByteView(noise)}) {
+        uint32_t ulen = 1;
+        Result<Bytes> stored = EncodeBlobChecked(key_, BlobType::kData, plain, version, mode, &ulen);
+        ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+        EXPECT_EQ(ulen != 0, version == 2 && mode != CompressionMode::kOff);
+        PackedBlob b;
+        b.type = BlobType::kData;
+        b.id = Id::Hash(plain);
+        b.length = static_cast<uint32_t>(stored->size());
+        b.uncompressed_length = ulen;
+        Result<Bytes> back = DecodeBlob(key_, b, *stored);
+        ASSERT_TRUE(back.ok()) << back.status().ToString();
+        EXPECT_TRUE(std::equal(back->begin(), back->end(), plain.begin(), plain.end()));
+        EXPECT_TRUE(VerifyMac(key_, *stored).ok());
+        Bytes flipped = *stored;
+        flipped[flipped.size() / 2] ^= 1;
+        EXPECT_EQ(VerifyMac(key_, flipped).code(), StatusCode::kCorruption);
+      }
+    }
+  }
+}
+
 TEST_F(PackTest, Version1NeverCompressesAndV2OffStoresDataPlain) {
   std::vector<PackedBlob> v1, off;
   WriteTestPack({{BlobType::kTree, "{\"nodes\":[]}\n"}}, 1, CompressionMode::kAuto, &v1);
