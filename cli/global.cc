@@ -117,6 +117,9 @@ Result<std::unique_ptr<repo::RepoLock>> LockRepository(const GlobalOptions& g, r
   FSB_ASSIGN_OR_RETURN(std::chrono::seconds retry, ParseDuration(g.retry_lock));
   repo::LockOptions lo;
   lo.retry_for = retry;
+  // A shared lock's second look runs while the command reads the index and its source; the
+  // repository's write barrier holds back every write until it passed.
+  lo.confirm_in_background = true;
   FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::RepoLock> lock,
                        repo::RepoLock::Acquire(r, exclusive, lo));
   // Test hook (the lock interop tests): with FSB_TEST_LOCK_HOLD_FILE=PATH the command creates PATH

@@ -105,14 +105,68 @@ Result<std::vector<std::pair<Id, LockInfo>>> ListLocks(Repository& repo) {
   return out;
 }
 
-RepoLock::RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& options)
+namespace {
+
+// restic waits this long after writing its lock and looks again, to catch a racing locker.
+constexpr std::chrono::milliseconds kSecondLookDelay{200};
+
+// The newest fresh lock that conflicts with taking one (shared: exclusive ones; exclusive: any),
+// described; nullopt when there is none. `own` is skipped; stale locks are logged if `log_stale`.
+Result<std::optional<std::string>> FindConflict(Repository& repo, bool exclusive,
+                                                const std::optional<Id>& own,
+                                                const std::string& host, const LockOptions& options,
+                                                bool log_stale) {
+  FSB_ASSIGN_OR_RETURN(auto locks, ListLocks(repo));
+  int64_t now = NowSec();
+  const LockInfo* newest = nullptr;
+  for (const auto& [id, l] : locks) {
+    if (own && id == *own) continue;
+    if (!exclusive && !l.exclusive) continue;
+    if (IsStale(l, now, host, options)) {
+      if (log_stale) {
+        GetLogger("repo")->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(), Describe(l, now));
+      }
+      continue;
+    }
+    if (newest == nullptr || l.time.sec > newest->time.sec) newest = &l;
+  }
+  if (newest == nullptr) return std::optional<std::string>();
+  return std::optional<std::string>(fmt::format("repository is already locked{} by {}",
+                                                newest->exclusive ? " exclusively" : "",
+                                                Describe(*newest, now)));
+}
+
+}  // namespace
+
+RepoLock::RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& options,
+                   bool confirmed)
     : repo_(repo),
       options_(options),
       exclusive_(info.exclusive),
       info_(std::move(info)),
       id_(id),
-      last_write_(std::chrono::steady_clock::now()) {
+      last_write_(std::chrono::steady_clock::now()),
+      confirmed_(confirmed) {
   refresher_ = std::jthread([this](std::stop_token st) { RefreshLoop(st); });
+}
+
+Status RepoLock::WaitConfirmed() const {
+  std::unique_lock l(mu_);
+  confirm_cv_.wait(l, [&] { return confirmed_; });
+  return confirm_status_;
+}
+
+Status RepoLock::Confirm(std::stop_token st) {
+  {
+    std::unique_lock l(mu_);
+    if (cv_.wait_for(l, st, kSecondLookDelay, [] { return false; }) || st.stop_requested()) {
+      return Status::Cancelled("lock released before it was confirmed");
+    }
+  }
+  Result<std::optional<std::string>> after =
+      FindConflict(repo_, exclusive_, id(), Hostname(), options_, false);
+  if (after.ok() && !*after) return Status::Ok();
+  return after.ok() ? Status::FailedPrecondition(**after) : after.status();
 }
 
 Id RepoLock::id() const {
@@ -126,26 +180,8 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
   const auto deadline = std::chrono::steady_clock::now() + options.retry_for;
   auto log = GetLogger("repo");
   for (int attempt = 0;; attempt++) {
-    // The newest fresh conflicting lock, described; nullopt when there is none.
-    auto conflict = [&](const std::optional<Id>& own) -> Result<std::optional<std::string>> {
-      FSB_ASSIGN_OR_RETURN(auto locks, ListLocks(repo));
-      int64_t now = NowSec();
-      const LockInfo* newest = nullptr;
-      for (const auto& [id, l] : locks) {
-        if (own && id == *own) continue;
-        if (!exclusive && !l.exclusive) continue;
-        if (IsStale(l, now, host, options)) {
-          if (attempt == 0) {
-            log->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(), Describe(l, now));
-          }
-          continue;
-        }
-        if (newest == nullptr || l.time.sec > newest->time.sec) newest = &l;
-      }
-      if (newest == nullptr) return std::optional<std::string>();
-      return std::optional<std::string>(fmt::format("repository is already locked{} by {}",
-                                                    newest->exclusive ? " exclusively" : "",
-                                                    Describe(*newest, now)));
+    auto conflict = [&](const std::optional<Id>& own) {
+      return FindConflict(repo, exclusive, own, host, options, attempt == 0);
     };
     FSB_ASSIGN_OR_RETURN(std::optional<std::string> before, conflict(std::nullopt));
     if (!before) {
@@ -161,11 +197,16 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
       info.gid = getgid();
       std::string j = EncodeLock(info);
       FSB_ASSIGN_OR_RETURN(Id id, repo.SaveUnpacked(FileType::kLock, AsBytes(j)));
-      // restic waits 200 ms and looks again, to catch a racing locker.
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (!exclusive && options.confirm_in_background) {
+        std::unique_ptr<RepoLock> lock(new RepoLock(repo, std::move(info), id, options, false));
+        RepoLock* raw = lock.get();
+        repo.SetWriteBarrier([raw] { return raw->WaitConfirmed(); });
+        return lock;
+      }
+      std::this_thread::sleep_for(kSecondLookDelay);
       Result<std::optional<std::string>> after = conflict(id);
       if (after.ok() && !*after) {
-        return std::unique_ptr<RepoLock>(new RepoLock(repo, std::move(info), id, options));
+        return std::unique_ptr<RepoLock>(new RepoLock(repo, std::move(info), id, options, true));
       }
       repo.backend().Remove(Handle{FileType::kLock, id.Hex()}).IgnoreError();  // best effort
       if (!after.ok()) return after.status();
@@ -226,6 +267,25 @@ Status RepoLock::Valid() const {
 }
 
 void RepoLock::RefreshLoop(std::stop_token st) {
+  bool confirmed;
+  {
+    std::lock_guard l(mu_);
+    confirmed = confirmed_;
+  }
+  if (!confirmed) {
+    Status s = Confirm(st);
+    if (!s.ok() && s.code() != StatusCode::kCancelled) {
+      GetLogger("repo")->warn("lock not confirmed, giving it up err=\"{}\"", s.ToString());
+      repo_.backend().Remove(Handle{FileType::kLock, id().Hex()}).IgnoreError();  // best effort
+    }
+    {
+      std::lock_guard l(mu_);
+      confirmed_ = true;
+      confirm_status_ = s;
+    }
+    confirm_cv_.notify_all();
+    if (!s.ok()) return;  // a lock we do not hold is not refreshed
+  }
   for (;;) {
     {
       std::unique_lock l(mu_);
@@ -241,9 +301,11 @@ RepoLock::~RepoLock() {
   refresher_.request_stop();
   cv_.notify_all();
   if (refresher_.joinable()) refresher_.join();
+  // The write barrier Acquire installed points at this lock.
+  if (!exclusive_ && options_.confirm_in_background) repo_.SetWriteBarrier(nullptr);
   const Id id = this->id();
   Status s = repo_.backend().Remove(Handle{FileType::kLock, id.Hex()});
-  if (!s.ok())
+  if (!s.ok() && s.code() != StatusCode::kNotFound)
     GetLogger("repo")->warn("could not remove lock lock={} err=\"{}\"", id.Short(), s.ToString());
 }
 

@@ -51,6 +51,13 @@ struct LockOptions {
   // lock's hostname is the pod name, and a lock from a pod that no longer exists can never be
   // released by its owner. Called on the acquiring (or unlocking) thread; may be empty.
   std::function<bool(const LockInfo&)> is_stale_holder;
+  // Shared locks only: return as soon as the lock file is written, and take restic's second look
+  // (200 ms later, for a racing exclusive locker) on the refresher thread while the caller reads
+  // the index and walks its source. The caller must not write to the repository before
+  // WaitConfirmed() is OK; Acquire installs that as the repository's write barrier, so every
+  // pack, index and snapshot write waits for it. Exclusive lockers (prune, forget) always confirm
+  // before Acquire returns: they delete.
+  bool confirm_in_background = false;
 };
 
 // Stale: older than `stale_age`, or from this host and its PID is gone, or `is_stale_holder` says
@@ -78,6 +85,10 @@ class RepoLock {
   ~RepoLock();
   RepoLock(const RepoLock&) = delete;
   RepoLock& operator=(const RepoLock&) = delete;
+  // Blocks until the second look for a racing exclusive locker is done (at once unless
+  // LockOptions::confirm_in_background): OK, or kFailedPrecondition naming the holder (the lock
+  // file is then removed). Safe to call from any thread, any number of times.
+  Status WaitConfirmed() const;
   // The current lock file (it changes with every refresh).
   Id id() const;
   bool exclusive() const { return exclusive_; }
@@ -91,8 +102,10 @@ class RepoLock {
   Status Refresh();
 
  private:
-  RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& options);
+  RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& options, bool confirmed);
   void RefreshLoop(std::stop_token st);
+  // The deferred second look (confirm_in_background), run first by the refresher thread.
+  Status Confirm(std::stop_token st);
 
   Repository& repo_;
   const LockOptions options_;
@@ -102,6 +115,9 @@ class RepoLock {
   LockInfo info_;                                     // guarded by mu_ (time changes)
   Id id_;                                             // guarded by mu_
   std::chrono::steady_clock::time_point last_write_;  // guarded by mu_
+  mutable std::condition_variable confirm_cv_;
+  bool confirmed_ = false;                            // guarded by mu_
+  Status confirm_status_;                             // guarded by mu_
   std::mutex refresh_mu_;                             // one refresh at a time
   std::jthread refresher_;
 };

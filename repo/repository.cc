@@ -177,7 +177,27 @@ Result<Bytes> Repository::LoadUnpacked(FileType type, const Id& id) {
   return decoded;
 }
 
+void Repository::SetWriteBarrier(std::function<Status()> barrier) {
+  std::lock_guard l(barrier_mu_);
+  barrier_passed_.store(!barrier, std::memory_order_release);
+  write_barrier_ = std::move(barrier);
+}
+
+Status Repository::PassWriteBarrier() {
+  if (barrier_passed_.load(std::memory_order_acquire)) return Status::Ok();
+  std::function<Status()> barrier;
+  {
+    std::lock_guard l(barrier_mu_);
+    barrier = write_barrier_;
+  }
+  if (!barrier) return Status::Ok();
+  Status s = barrier();
+  if (s.ok()) barrier_passed_.store(true, std::memory_order_release);
+  return s;
+}
+
 Result<Id> Repository::SaveUnpacked(FileType type, ByteView json) {
+  if (type != FileType::kLock) FSB_RETURN_IF_ERROR(PassWriteBarrier());
   Bytes plain = EncodeUnpacked(json, config_.version);
   Bytes sealed = Seal(key_, plain);
   Id id = Id::Hash(sealed);

@@ -3,7 +3,9 @@
 // backend is thread-safe).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -84,8 +86,17 @@ class Repository {
 
   // Unpacked files (index, snapshot, lock): verifies SHA-256 = name, MAC, decompression.
   Result<Bytes> LoadUnpacked(FileType type, const Id& id);
-  // Encrypts (and compresses in v2) `json`, saves it under its hash, returns the ID.
+  // Encrypts (and compresses in v2) `json`, saves it under its hash, returns the ID. Every type
+  // but locks passes the write barrier first.
   Result<Id> SaveUnpacked(FileType type, ByteView json);
+
+  // A check that every write of packs, indexes and snapshots passes before it starts (lock files
+  // do not): a shared lock confirmed in the background installs one (RepoLock), so nothing is
+  // written before restic's second look for a racing exclusive locker. Null removes it.
+  void SetWriteBarrier(std::function<Status()> barrier);
+  // OK when there is no barrier or it passed; the barrier's error otherwise (nothing may be
+  // written). Blocks while the barrier does. Writers other than SaveUnpacked (PackSaver) call it.
+  Status PassWriteBarrier();
 
   // Loads every index file into the in-memory index (in parallel). Call once, after listing
   // snapshots when both are needed (§13: snapshots first).
@@ -128,6 +139,10 @@ class Repository {
 
   // Returns the whole pack `id`, from the tree pack cache or loaded (and cached).
   Result<std::shared_ptr<const Bytes>> LoadTreePack(const Id& id);
+
+  std::mutex barrier_mu_;
+  std::function<Status()> write_barrier_;  // guarded by barrier_mu_
+  std::atomic<bool> barrier_passed_{true};  // no barrier, or it returned OK once
 
   std::mutex tree_cache_mu_;
   std::list<std::pair<Id, std::shared_ptr<const Bytes>>> tree_cache_;  // guarded; most recent first

@@ -71,6 +71,47 @@ TEST_F(LockTest, FreshExclusiveLockBlocksAndNamesHolder) {
   EXPECT_EQ(ListLocks(*repo_)->size(), 1u);
 }
 
+TEST_F(LockTest, BackgroundConfirmationHoldsWritesUntilTheSecondLookPassed) {
+  LockOptions o;
+  o.confirm_in_background = true;
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  // A write waits for the second look, then goes through; reads never waited.
+  Result<Id> saved = repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}")));
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  EXPECT_TRUE((*l)->WaitConfirmed().ok());
+  EXPECT_EQ(ListLocks(*repo_)->size(), 1u);
+  l->reset();
+  EXPECT_EQ(ListLocks(*repo_)->size(), 0u);
+  // The barrier left with the lock.
+  EXPECT_TRUE(repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{\"a\":1}"))).ok());
+}
+
+TEST_F(LockTest, ExclusiveLockerRacingABackgroundConfirmationStopsEveryWrite) {
+  LockOptions o;
+  o.confirm_in_background = true;
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  // A prune that wrote its lock after our first look: the second look must see it.
+  PlantLock(Other(true, 0));
+  Result<Id> saved = repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}")));
+  ASSERT_FALSE(saved.ok());
+  EXPECT_EQ(saved.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(saved.status().message(), HasSubstr("already locked exclusively"));
+  EXPECT_EQ(repo_->PassWriteBarrier().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*l)->WaitConfirmed().code(), StatusCode::kFailedPrecondition);
+  // Our lock file is gone at once (the prune may go on); only the prune's is left.
+  auto locks = ListLocks(*repo_);
+  ASSERT_EQ(locks->size(), 1u);
+  EXPECT_TRUE(locks->front().second.exclusive);
+  bool snapshot_written = false;
+  ASSERT_TRUE(mem_->List(FileType::kSnapshot, [&](const FileInfo&) {
+    snapshot_written = true;
+    return Status::Ok();
+  }).ok());
+  EXPECT_FALSE(snapshot_written);
+}
+
 TEST_F(LockTest, SharedLockBlocksExclusiveOnly) {
   PlantLock(Other(false, 60));
   EXPECT_TRUE(RepoLock::Acquire(*repo_, false).ok());
