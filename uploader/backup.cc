@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -102,6 +103,35 @@ class BoundedQueue {
   bool closed_ = false;  // guarded by mu_
 };
 
+// Whether a file's pages were in the page cache before the backup read them.
+enum class CacheState { kUnknown, kHot, kCold, kNotKnowable };
+constexpr uint64_t kDropEvery = 32u << 20;
+// The first read of a file, from the page cache only (preadv2 RWF_NOWAIT, Linux ≥ 4.14 for
+// buffered reads on ext4/xfs/btrfs): kHot if anything was there (the answer may be short without
+// meaning end of file), kCold after EAGAIN (then read normally). File systems that do not offer
+// it (EOPNOTSUPP) give kNotKnowable: the file is read and its pages are left to the kernel,
+// because dropping a database's hot pages costs the node more than keeping a backup's.
+CacheState ProbeRead(int fd, uint8_t* dst, size_t len, uint64_t offset, ssize_t* n,
+                     std::atomic<bool>& nowait_unsupported) {
+  if (!nowait_unsupported.load(std::memory_order_relaxed)) {
+    struct iovec iov{dst, len};
+    do {
+      *n = preadv2(fd, &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+    } while (*n < 0 && errno == EINTR);
+    if (*n >= 0) return CacheState::kHot;
+    if (errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
+      return CacheState::kHot;  // a real read error: the caller reports it
+    }
+    if (errno != EAGAIN) nowait_unsupported.store(true, std::memory_order_relaxed);
+  }
+  const CacheState state = nowait_unsupported.load(std::memory_order_relaxed)
+                               ? CacheState::kNotKnowable : CacheState::kCold;
+  do {
+    *n = pread(fd, dst, len, static_cast<off_t>(offset));
+  } while (*n < 0 && errno == EINTR);
+  return state;
+}
+
 bool SameTime(const repo::Timestamp& a, const repo::Timestamp& b) {
   return a.sec == b.sec && a.nsec == b.nsec;
 }
@@ -170,6 +200,12 @@ class Backup {
   void Release(DirState* d);
   void Complete(DirState* d);
   Status WalkDir(int dfd, DirState* d);
+  // Hands the subdirectory to an idle walker (true), or leaves it to the caller (false).
+  bool OfferDir(Fd& fd, DirState* d);
+  // A helper walker: takes offered directories until walking is done. The calling thread joins
+  // in once its own walk returned.
+  void WalkHelperLoop();
+  void WalkDone();
   Status AddEntry(int dfd, DirState* d, const std::string& name, const struct stat& st,
                   const std::vector<Node>* parent_nodes);
   Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
@@ -196,6 +232,20 @@ class Backup {
   Status error_;                     // guarded by mu_
   std::vector<std::string> errors_;  // guarded by mu_
   std::atomic<bool> failed_{false};
+  std::atomic<bool> nowait_unsupported_{false};  // the source's file system refused RWF_NOWAIT
+
+  // Directories offered to idle walkers. `walks_` counts walks not yet finished (the root's and
+  // every offered one); at zero, walking is done.
+  struct OfferedDir {
+    Fd fd;
+    DirState* dir;
+  };
+  std::mutex walk_mu_;
+  std::condition_variable walk_cv_;
+  std::deque<OfferedDir> offered_;  // guarded by walk_mu_
+  int idle_walkers_ = 0;            // guarded by walk_mu_
+  int64_t walks_ = 1;               // guarded by walk_mu_
+  std::atomic<int> idle_hint_{0};   // idle_walkers_ - offered_.size(), read without the lock
 
   std::mutex root_mu_;
   std::condition_variable root_cv_;
@@ -222,9 +272,10 @@ void Backup::Complete(DirState* d) {
   Id id = Id::Hash(tree);
   if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id)) {
     uint32_t ulen = 0;
-    Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kTree, tree, repo_.version(),
-                                    repo_.options().compression, &ulen);
-    Status s = saver_.Add(BlobType::kTree, id, std::move(stored), ulen, tree.size());
+    Result<Bytes> stored = repo::EncodeBlobChecked(repo_.key(), BlobType::kTree, tree,
+                                                   repo_.version(), repo_.options().compression, &ulen);
+    Status s = stored.ok() ? saver_.Add(BlobType::kTree, id, std::move(*stored), ulen, tree.size())
+                           : stored.status().WithContext("tree of " + d->path);
     if (!s.ok()) Fail(s);
     tree_blobs_++;
   }
@@ -289,6 +340,7 @@ Status Backup::AddEntry(int dfd, DirState* d, const std::string& name, const str
     child->path = path;
     if (old && old->type == NodeType::kDir) child->parent_subtree = old->subtree;
     d->pending.fetch_add(1, std::memory_order_relaxed);
+    if (OfferDir(sub, child)) return Status::Ok();  // an idle walker takes it
     return WalkDir(sub.get(), child);
   }
   if (node.type == NodeType::kFile) {
@@ -374,6 +426,53 @@ Status Backup::WalkDir(int dfd, DirState* d) {
   return walk_status;
 }
 
+bool Backup::OfferDir(Fd& fd, DirState* d) {
+  if (idle_hint_.load(std::memory_order_relaxed) <= 0) return false;
+  {
+    std::lock_guard l(walk_mu_);
+    if (idle_walkers_ <= static_cast<int>(offered_.size())) return false;
+    offered_.push_back(OfferedDir{std::move(fd), d});
+    walks_++;
+    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+  }
+  walk_cv_.notify_one();
+  return true;
+}
+
+void Backup::WalkDone() {
+  std::lock_guard l(walk_mu_);
+  if (--walks_ == 0) walk_cv_.notify_all();
+}
+
+void Backup::WalkHelperLoop() {
+  std::unique_lock l(walk_mu_);
+  for (;;) {
+    idle_walkers_++;
+    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+    walk_cv_.wait(l, [&] { return !offered_.empty() || walks_ == 0; });
+    idle_walkers_--;
+    if (offered_.empty()) {  // walks_ == 0: every directory was walked
+      idle_hint_.store(idle_walkers_, std::memory_order_relaxed);
+      return;
+    }
+    OfferedDir job = std::move(offered_.front());
+    offered_.pop_front();
+    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+    l.unlock();
+    Status s = failed_.load() ? Status::Cancelled("backup stopped") : Status::Ok();
+    if (s.ok()) {
+      s = WalkDir(job.fd.get(), job.dir);
+    } else {
+      job.dir->nodes.clear();  // never walked: an empty tree that Fail() keeps from being saved
+      Release(job.dir);
+    }
+    job.fd.Reset();
+    if (!s.ok()) Fail(s);
+    l.lock();
+    if (--walks_ == 0) walk_cv_.notify_all();
+  }
+}
+
 Status Backup::BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes) {
   d->nodes.reserve(v.children.size());
   d->drop.reserve(v.children.size());
@@ -438,6 +537,8 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
     buf_storage.reset(new uint8_t[buf_capacity]);
   }
   MutableByteView buf(buf_storage.get(), buf_capacity);
+  CacheState cache = job.size == 0 ? CacheState::kHot : CacheState::kUnknown;
+  uint64_t dropped = 0;  // cold file: bytes before this offset already dropped from the cache
   size_t have = 0;      // bytes in buf (start of the current chunk at 0)
   size_t scanned = 0;   // bytes of buf already fed to the chunker
   uint64_t offset = 0;  // file offset of buf[have]
@@ -496,28 +597,50 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       }
     }
     ssize_t n;
-    do {
-      n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
-    } while (n < 0 && errno == EINTR);
+    bool partial_ok = false;  // a short answer that does not mean end of file
+    if (cache == CacheState::kUnknown) {
+      // The first read asks the page cache only (RWF_NOWAIT): served → the file is in use on
+      // this node and its pages stay; EAGAIN → cold, read it and drop what we pulled in.
+      cache = ProbeRead(job.fd.get(), buf.data() + have, read_size, offset, &n, nowait_unsupported_);
+      partial_ok = cache == CacheState::kHot;
+    } else {
+      do {
+        n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
+      } while (n < 0 && errno == EINTR);
+    }
     if (n < 0) return Status::FromErrno(errno, "read", job.path);
     // A regular file returns less than asked only at its end: that saves a second pread per
     // small file (half of a small-file backup's reads).
-    if (static_cast<size_t>(n) < read_size) eof = true;
+    // After a page-cache-only read, a short answer may just be where the cached part ends: the
+    // size from lstat decides (a file that grew since was written through the cache, so its new
+    // end would have been served as well).
+    if (static_cast<size_t>(n) < read_size &&
+        (!partial_ok || n == 0 || offset + static_cast<uint64_t>(n) >= job.size)) {
+      eof = true;
+    }
     have += static_cast<size_t>(n);
     offset += static_cast<uint64_t>(n);
     *read_bytes = offset;
+    if (cache == CacheState::kCold && offset - dropped >= kDropEvery) {
+      // Drop as we go, so a multi-GB cold file never fills the cache before its end.
+      posix_fadvise(job.fd.get(), static_cast<off_t>(dropped), static_cast<off_t>(offset - dropped),
+                    POSIX_FADV_DONTNEED);
+      dropped = offset;
+    }
   }
   if (have > 0) FSB_RETURN_IF_ERROR(emit(have));
-  // Don't leave a backup's worth of cold data in the node's page cache.
-  posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  // Don't leave a backup's worth of cold data in the node's page cache, and don't evict what the
+  // node's workloads were using (a hot file's pages stay).
+  if (cache == CacheState::kCold) posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   return Status::Ok();
 }
 
 Status Backup::StoreBlob(const Id& id, ByteView plain) {
   uint32_t ulen = 0;
-  Bytes stored = repo::EncodeBlob(repo_.key(), BlobType::kData, plain, repo_.version(),
-                                  repo_.options().compression, &ulen);
-  Status saved = saver_.Add(BlobType::kData, id, std::move(stored), ulen, plain.size());
+  Result<Bytes> stored = repo::EncodeBlobChecked(repo_.key(), BlobType::kData, plain,
+                                                 repo_.version(), repo_.options().compression, &ulen);
+  Status saved = stored.ok() ? saver_.Add(BlobType::kData, id, std::move(*stored), ulen, plain.size())
+                             : stored.status();
   if (!saved.ok()) {
     // A repository failure ends the whole backup, unlike a file that cannot be read.
     Fail(saved);
@@ -682,12 +805,17 @@ Result<BackupSummary> Backup::Run() {
   const int encoders = opts_.encode_workers > 0
                            ? opts_.encode_workers
                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int walkers = opts_.walk_workers > 0
+                          ? opts_.walk_workers
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Status walk_status;
   std::vector<std::jthread> encode_threads;
   for (int i = 0; i < encoders; i++) encode_threads.emplace_back([this] { EncodeLoop(); });
   {
     std::vector<std::jthread> threads;
     for (int i = 0; i < workers; i++) threads.emplace_back([this] { WorkerLoop(); });
+    std::vector<std::jthread> walk_threads;
+    for (int i = 1; i < walkers; i++) walk_threads.emplace_back([this] { WalkHelperLoop(); });
     auto* root = new DirState;
     root->parent_subtree = parent_root;
     if (root_is_target_dir) {
@@ -707,6 +835,12 @@ Result<BackupSummary> Backup::Run() {
       Result<std::vector<Node>> pn = LoadParentTree(parent_root, "/");
       walk_status = BuildVirtual(top, root, pn.ok() ? &*pn : nullptr);
     }
+    // This thread's walk is over: help with the directories still being walked, then stop the
+    // helpers. Only then may the file queue close (walkers still add to it).
+    if (!walk_status.ok()) Fail(walk_status);
+    WalkDone();
+    WalkHelperLoop();
+    walk_threads.clear();
     queue_.Close();
   }  // file workers joined; every directory is complete now
   encode_queue_.Close();

@@ -33,6 +33,11 @@ struct BackupOptions {
   bool with_atime = false;             // store real atimes (restic --with-atime)
   // File workers reading/chunking/encrypting in parallel; 0 = number of CPUs.
   int file_workers = 0;
+  // Threads walking directories (readdir, lstat, xattrs, parent-tree lookups): the calling thread
+  // plus walk_workers - 1 helpers that take subdirectories off a busy walker only while they are
+  // idle, so each walker stays depth-first and memory stays bounded by walkers × tree depth.
+  // 0 = number of CPUs. An unchanged tree is all walking: this is what makes it parallel.
+  int walk_workers = 0;
   // Files queued between the walker and the workers: bounds open fds and walker lead.
   int file_queue = 64;
   // Threads compressing and encrypting the chunks of multi-chunk files; 0 = number of CPUs.

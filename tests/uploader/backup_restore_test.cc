@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,6 +153,77 @@ TEST_F(BackupRestoreTest, UnchangedFilesAreNotReadAgain) {
   ASSERT_TRUE(rs.ok());
   EXPECT_TRUE(rs->errors.empty());
   ExpectSameContent(src_, out);
+}
+
+TEST_F(BackupRestoreTest, ParallelWalkersMakeTheSameTreesAsOne) {
+  // Wide and deep, so idle walkers are handed directories at every level.
+  for (int a = 0; a < 6; a++) {
+    for (int b = 0; b < 5; b++) {
+      fs::path d = src_ / ("a" + std::to_string(a)) / ("b" + std::to_string(b));
+      for (int f = 0; f < 4; f++) {
+        Write(d / ("f" + std::to_string(f)), testing::SeededRandomBytes(a * 100 + b * 10 + f, 3000));
+      }
+      fs::create_directories(d / "c" / "d" / "e");
+      Write(d / "c" / "d" / "e" / "leaf", ToBytes("leaf " + std::to_string(a) + std::to_string(b)));
+    }
+  }
+  auto run = [&](int walkers) {
+    BackupOptions o;
+    o.targets = {src_.string()};
+    o.hostname = "test-host";
+    o.no_parent = true;
+    o.walk_workers = walkers;
+    o.file_workers = 2;
+    return RunBackup(*repo_, o, nullptr);
+  };
+  auto one = run(1);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  for (int walkers : {2, 4, 8}) {
+    auto many = run(walkers);
+    ASSERT_TRUE(many.ok()) << many.status().ToString();
+    EXPECT_EQ(many->snapshot.tree, one->snapshot.tree) << walkers << " walkers";
+    EXPECT_EQ(many->files_new, 6u * 5 * 5);
+    EXPECT_TRUE(many->errors.empty());
+  }
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(one->snapshot_id, out);
+  ASSERT_TRUE(rs.ok());
+  ExpectSameContent(src_, out / fs::relative(src_, "/"));
+}
+
+// Pages resident in the page cache, of the first `len` bytes of `path`.
+size_t ResidentPages(const fs::path& path, size_t len) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  void* m = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (m == MAP_FAILED) return 0;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((len + page - 1) / page);
+  size_t n = 0;
+  if (mincore(m, len, vec.data()) == 0) {
+    for (unsigned char v : vec) n += v & 1;
+  }
+  munmap(m, len);
+  return n;
+}
+
+TEST_F(BackupRestoreTest, BackupKeepsHotFilesInThePageCacheAndDropsColdOnes) {
+  constexpr size_t kLen = 2 << 20;
+  Write(src_ / "cold", testing::SeededRandomBytes(1, kLen));
+  Write(src_ / "hot", testing::SeededRandomBytes(2, kLen));
+  {
+    Fd cold(open((src_ / "cold").c_str(), O_RDONLY | O_CLOEXEC));
+    fdatasync(cold.get());
+    posix_fadvise(cold.get(), 0, 0, POSIX_FADV_DONTNEED);
+  }
+  const size_t pages = kLen / static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (ResidentPages(src_ / "cold", kLen) != 0) GTEST_SKIP() << "this file system keeps dropped pages (tmpfs?)";
+  ASSERT_EQ(testing::ReadFileToString(src_ / "hot").size(), kLen);  // an application reads it
+  ASSERT_EQ(ResidentPages(src_ / "hot", kLen), pages);
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  EXPECT_EQ(sum->files_new, 2u);
+  EXPECT_EQ(ResidentPages(src_ / "hot", kLen), pages) << "the backup evicted an application's pages";
+  EXPECT_EQ(ResidentPages(src_ / "cold", kLen), 0u) << "the backup left its reads in the cache";
 }
 
 TEST_F(BackupRestoreTest, SameDataTwiceAddsNothing) {
