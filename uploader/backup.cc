@@ -43,6 +43,9 @@ struct DirState {
   std::vector<char> drop;    // 1: the child failed and is left out of the tree
   std::atomic<int64_t> pending{1};  // children in flight + 1 for the walker's own listing
   std::optional<Id> parent_subtree;  // the same directory's tree in the parent snapshot
+  // That tree's nodes, kept from the walk to completion: when the new nodes equal them, the
+  // parent's tree is the new tree, and encoding and hashing it again is skipped.
+  std::optional<std::vector<Node>> parent_nodes;
   std::string path;          // for messages
 };
 
@@ -132,6 +135,12 @@ CacheState ProbeRead(int fd, uint8_t* dst, size_t len, uint64_t offset, ssize_t*
   return state;
 }
 
+// kChunkerMinBytes of zeros: the chunk every stretch of a hole is made of.
+ByteView ZeroChunk() {
+  static const Bytes* zeros = new Bytes(repo::kChunkerMinBytes, 0);
+  return *zeros;
+}
+
 bool SameTime(const repo::Timestamp& a, const repo::Timestamp& b) {
   return a.sec == b.sec && a.nsec == b.nsec;
 }
@@ -175,7 +184,7 @@ class Backup {
         queue_(static_cast<size_t>(std::max(1, opts.file_queue))),
         encode_queue_(static_cast<size_t>(std::max(1, opts.encode_queue))),
         tables_(repo::ChunkerTables::Get(repo::Polynomial(repo.config().chunker_polynomial))),
-        zero_chunk_id_(Id::Hash(Bytes(repo::kChunkerMinBytes, 0))),
+        zero_chunk_id_(Id::Hash(ZeroChunk())),
         log_(GetLogger("uploader")) {}
 
   Result<BackupSummary> Run();
@@ -199,6 +208,8 @@ class Backup {
   }
   void Release(DirState* d);
   void Complete(DirState* d);
+  // Records `d`'s tree ID in its parent (or as the root) and frees `d`.
+  void Finish(DirState* d, const Id& id);
   Status WalkDir(int dfd, DirState* d);
   // Hands the subdirectory to an idle walker (true), or leaves it to the caller (false).
   bool OfferDir(Fd& fd, DirState* d);
@@ -262,11 +273,17 @@ void Backup::Release(DirState* d) {
 }
 
 void Backup::Complete(DirState* d) {
-  std::unique_ptr<DirState> owned(d);
   std::vector<Node> kept;
   kept.reserve(d->nodes.size());
   for (size_t i = 0; i < d->nodes.size(); i++) {
     if (!d->drop[i]) kept.push_back(std::move(d->nodes[i]));
+  }
+  if (d->parent_subtree && d->parent_nodes && kept == *d->parent_nodes &&
+      repo_.HasBlob(BlobType::kTree, *d->parent_subtree)) {
+    // An unchanged directory (the common case of an incremental backup): its tree is stored.
+    dirs_unmodified_++;
+    Finish(d, *d->parent_subtree);
+    return;
   }
   Bytes tree = repo::EncodeTree(kept);
   Id id = Id::Hash(tree);
@@ -286,6 +303,11 @@ void Backup::Complete(DirState* d) {
   } else {
     dirs_changed_++;
   }
+  Finish(d, id);
+}
+
+void Backup::Finish(DirState* d, const Id& id) {
+  std::unique_ptr<DirState> owned(d);
   if (d->parent) {
     d->parent->nodes[d->index_in_parent].subtree = id;
     Release(d->parent);
@@ -304,7 +326,7 @@ Result<std::vector<Node>> Backup::LoadParentTree(const std::optional<Id>& id,
   if (!t.ok()) {
     log_->warn("parent tree unreadable, reading files again path={} err=\"{}\"", path,
                t.status().ToString());
-    return std::vector<Node>{};
+    return t.status();  // callers go on as without a parent
   }
   return t;
 }
@@ -422,6 +444,7 @@ Status Backup::WalkDir(int dfd, DirState* d) {
     walk_status = AddEntry(dfd, d, name, st, parent_nodes.ok() ? &*parent_nodes : nullptr);
     if (!walk_status.ok()) break;
   }
+  if (parent_nodes.ok() && d->parent_subtree) d->parent_nodes = std::move(*parent_nodes);
   Release(d);
   return walk_status;
 }
@@ -539,19 +562,19 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   MutableByteView buf(buf_storage.get(), buf_capacity);
   CacheState cache = job.size == 0 ? CacheState::kHot : CacheState::kUnknown;
   uint64_t dropped = 0;  // cold file: bytes before this offset already dropped from the cache
-  size_t have = 0;      // bytes in buf (start of the current chunk at 0)
-  size_t scanned = 0;   // bytes of buf already fed to the chunker
+  // buf[start, have) holds the current chunk's bytes; buf[start, scanned) went through the
+  // chunker. Chunks are handed on from where they lie; the tail moves to the front only when the
+  // next read would not fit (about once per 8 MiB, not once per chunk).
+  size_t start = 0;
+  size_t have = 0;
+  size_t scanned = 0;
   uint64_t offset = 0;  // file offset of buf[have]
   bool eof = false;
-  auto emit = [&](size_t len) -> Status {
-    ByteView chunk(buf.data(), len);
-    // A chunk inside a hole (or of zeros) is cut at exactly the minimum size: its ID is known.
-    const bool zero = len == repo::kChunkerMinBytes && IsAllZero(chunk);
-    Id id = zero ? zero_chunk_id_ : Id::Hash(chunk);
+  auto store = [&](const Id& id, ByteView chunk) -> Status {
     content->push_back(id);
     if (repo_.ReserveBlob(BlobType::kData, id)) {
       data_blobs_++;
-      data_added_ += len;
+      data_added_ += chunk.size();
       if (job.size > repo::kChunkerMinBytes) {
         // Multi-chunk file: compression and encryption go to the pool, so one big file keeps
         // every core busy while this thread reads and chunks on.
@@ -563,10 +586,16 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
         if (!saved.ok()) return saved;
       }
     }
-    progress_->bytes_done.fetch_add(len, std::memory_order_relaxed);
-    std::memmove(buf.data(), buf.data() + len, have - len);
-    have -= len;
-    scanned -= len;
+    progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+    return Status::Ok();
+  };
+  auto emit = [&](size_t len) -> Status {
+    ByteView chunk(buf.data() + start, len);
+    // A chunk inside a hole (or of zeros) is cut at exactly the minimum size: its ID is known.
+    const bool zero = len == repo::kChunkerMinBytes && IsAllZero(chunk);
+    FSB_RETURN_IF_ERROR(store(zero ? zero_chunk_id_ : Id::Hash(chunk), chunk));
+    start += len;
+    if (start == have) start = have = scanned = 0;
     return Status::Ok();
   };
   while (true) {
@@ -577,15 +606,36 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       size_t n = chunker.FindCut(ByteView(buf.data() + scanned, have - scanned), &cut);
       scanned += n;
       if (cut) {
-        FSB_RETURN_IF_ERROR(emit(scanned));  // the chunker is ready for the next chunk
+        FSB_RETURN_IF_ERROR(emit(scanned - start));  // the chunker is ready for the next chunk
       }
     }
     if (eof) break;
+    if (buf.size() - have < read_size) {
+      // Less than a chunk is pending (the chunker cuts at its maximum), so a read fits after this.
+      std::memmove(buf.data(), buf.data() + start, have - start);
+      have -= start;
+      scanned -= start;
+      start = 0;
+    }
     if (job.sparse && offset < job.size) {
       // Holes are never read: SEEK_DATA says where the next data starts, and the bytes up to it
       // are zeros (the chunker cuts them into known all-zero chunks).
       off_t data = lseek(job.fd.get(), static_cast<off_t>(offset), SEEK_DATA);
       uint64_t hole_end = data < 0 ? (errno == ENXIO ? job.size : offset) : static_cast<uint64_t>(data);
+      if (hole_end > offset && have == 0) {
+        // At a chunk boundary the chunker's state is fresh, and from there every kChunkerMinBytes
+        // of zeros is one chunk of exactly that size (restic's chunker cuts where the rolling
+        // hash is 0, which it is over zeros, as soon as the minimum size is reached): whole
+        // zero chunks of a hole are stored by their known ID, never materialised or scanned.
+        const uint64_t whole = (hole_end - offset) / repo::kChunkerMinBytes;
+        for (uint64_t i = 0; i < whole; i++) {
+          FSB_RETURN_IF_ERROR(store(zero_chunk_id_, ZeroChunk()));
+          offset += repo::kChunkerMinBytes;
+        }
+        *read_bytes = offset;
+        if (offset >= job.size) eof = true;
+        if (whole > 0) continue;
+      }
       if (hole_end > offset) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(read_size, hole_end - offset));
         std::memset(buf.data() + have, 0, n);
@@ -628,7 +678,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       dropped = offset;
     }
   }
-  if (have > 0) FSB_RETURN_IF_ERROR(emit(have));
+  if (have > start) FSB_RETURN_IF_ERROR(emit(have - start));
   // Don't leave a backup's worth of cold data in the node's page cache, and don't evict what the
   // node's workloads were using (a hot file's pages stay).
   if (cache == CacheState::kCold) posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);

@@ -226,6 +226,35 @@ TEST_F(BackupRestoreTest, BackupKeepsHotFilesInThePageCacheAndDropsColdOnes) {
   EXPECT_EQ(ResidentPages(src_ / "cold", kLen), 0u) << "the backup left its reads in the cache";
 }
 
+TEST_F(BackupRestoreTest, UnchangedDirectoriesReuseTheParentsTrees) {
+  Write(src_ / "a/b/c/deep", ToBytes("deep"));
+  Write(src_ / "a/side/f", ToBytes("side"));
+  Write(src_ / "top", ToBytes("top"));
+  auto first = Backup();
+  ASSERT_TRUE(first.ok());
+  auto same = Backup();
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->snapshot.tree, first->snapshot.tree);
+  EXPECT_EQ(same->tree_blobs, 0u);
+  EXPECT_EQ(same->dirs_changed, 0u);
+  EXPECT_GE(same->dirs_unmodified, 5u);  // a, a/b, a/b/c, a/side and the path to src_
+  // A change deep down makes new trees on its path only, and exactly those a fresh backup makes.
+  Write(src_ / "a/b/c/deep", ToBytes("deeper"));
+  auto changed = Backup();
+  ASSERT_TRUE(changed.ok());
+  EXPECT_NE(changed->snapshot.tree, first->snapshot.tree);
+  EXPECT_EQ(changed->dirs_unmodified, 1u);  // a/side
+  BackupOptions o;
+  o.source_dir_fd = open(src_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  o.source_path = src_.string();
+  o.hostname = "test-host";
+  o.no_parent = true;
+  auto fresh = RunBackup(*repo_, o, nullptr);
+  close(o.source_dir_fd);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->snapshot.tree, changed->snapshot.tree);
+}
+
 TEST_F(BackupRestoreTest, SameDataTwiceAddsNothing) {
   Write(src_ / "a", testing::SeededRandomBytes(5, 3 << 20));
   Write(src_ / "copy-of-a", testing::SeededRandomBytes(5, 3 << 20));
