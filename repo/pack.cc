@@ -25,8 +25,13 @@ Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t r
 
 Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView plain,
                                 uint32_t repo_version, CompressionMode mode,
-                                uint32_t* uncompressed_length) {
+                                uint32_t* uncompressed_length,
+                                const std::function<bool(ByteView decoded)>& same_as_hashed) {
   Bytes stored = EncodeBlob(key, type, plain, repo_version, mode, uncompressed_length);
+  auto same = [&](ByteView decoded) {
+    if (same_as_hashed) return same_as_hashed(decoded);
+    return decoded.size() == plain.size() && std::memcmp(decoded.data(), plain.data(), plain.size()) == 0;
+  };
   auto fail = [&](std::string_view what) {
     return Status::Internal(fmt::format("{} blob of {} bytes: encoded form {} (memory corruption?); "
                                         "not stored",
@@ -36,13 +41,9 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
   if (!opened.ok()) return fail("does not open");
   if (*uncompressed_length != 0) {
     Result<Bytes> back = ZstdDecompressExact(*opened, *uncompressed_length);
-    if (!back.ok() || back->size() != plain.size() ||
-        std::memcmp(back->data(), plain.data(), plain.size()) != 0) {
-      return fail("does not decompress to the input");
-    }
-  } else if (opened->size() != plain.size() ||
-             std::memcmp(opened->data(), plain.data(), plain.size()) != 0) {
-    return fail("does not decrypt to the input");
+    if (!back.ok() || !same(*back)) return fail("does not decompress to the hashed input");
+  } else if (!same(*opened)) {
+    return fail("does not decrypt to the hashed input");
   }
   return stored;
 }

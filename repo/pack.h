@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/bytes.h"
@@ -45,14 +46,17 @@ Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t r
                  CompressionMode mode, uint32_t* uncompressed_length);
 
 // EncodeBlob, then proves the stored form before anyone packs it: opens it (MAC, decryption),
-// decompresses it and compares the result with `plain` byte for byte. A mismatch (memory
-// corruption, a compressor bug) is kInternal and nothing is returned. This is restic's
-// verify-before-upload (≥ 0.16.4) done while `plain` is still at hand, so that it needs a memcmp
-// where a check at upload time needs a second SHA-256 of the plaintext; PackSaver then only
+// decompresses it and asks `same_as_hashed` whether the result is what the blob's ID was computed
+// from (the backup passes a 64-bit xxHash taken in the same pass as the SHA-256, so a bit that
+// flipped in `plain` after hashing is caught too); without it, the result is compared with
+// `plain` byte for byte. A mismatch (memory corruption, a compressor bug) is kInternal and nothing
+// is returned. This is restic's verify-before-upload (≥ 0.16.4) at encoding time, when a cheap
+// checksum can stand in for its second SHA-256 of every plaintext byte; PackSaver then only
 // re-checks each blob's MAC, which catches any change of the stored bytes since.
 Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView plain,
                                 uint32_t repo_version, CompressionMode mode,
-                                uint32_t* uncompressed_length);
+                                uint32_t* uncompressed_length,
+                                const std::function<bool(ByteView decoded)>& same_as_hashed = {});
 
 // Opens, decompresses and verifies a stored blob against `id`. kCorruption naming the blob on a MAC
 // failure, a bad frame, a size mismatch or a hash mismatch.

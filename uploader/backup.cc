@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
@@ -61,6 +62,7 @@ struct FileJob {
 // A new data blob whose compression and encryption run on the encode pool.
 struct EncodeJob {
   Id id;
+  uint64_t check;  // xxHash of the bytes the ID was computed from (see StoreBlob)
   Bytes plain;
 };
 
@@ -185,6 +187,7 @@ class Backup {
         encode_queue_(static_cast<size_t>(std::max(1, opts.encode_queue))),
         tables_(repo::ChunkerTables::Get(repo::Polynomial(repo.config().chunker_polynomial))),
         zero_chunk_id_(Id::Hash(ZeroChunk())),
+        zero_chunk_check_(XXH3_64bits(ZeroChunk().data(), ZeroChunk().size())),
         log_(GetLogger("uploader")) {}
 
   Result<BackupSummary> Run();
@@ -222,7 +225,9 @@ class Backup {
   Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
   void WorkerLoop();
   void EncodeLoop();
-  Status StoreBlob(const Id& id, ByteView plain);
+  // Encodes and stores a new data blob; `check` is the xxHash of the bytes `id` was computed
+  // from, against which the encoded form is proven (repo::EncodeBlobChecked).
+  Status StoreBlob(const Id& id, uint64_t check, ByteView plain);
   Status ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes);
   Result<std::vector<Node>> LoadParentTree(const std::optional<Id>& id, const std::string& path);
   std::optional<Id> ChooseParent(const std::vector<std::string>& abs_paths, const repo::Timestamp& now);
@@ -236,6 +241,7 @@ class Backup {
   BoundedQueue<EncodeJob> encode_queue_;
   std::shared_ptr<const repo::ChunkerTables> tables_;
   Id zero_chunk_id_;  // SHA-256 of kChunkerMinBytes zero bytes: every chunk inside a hole
+  uint64_t zero_chunk_check_;
   std::shared_ptr<spdlog::logger> log_;
   MetaOptions meta_opts_;
 
@@ -287,10 +293,12 @@ void Backup::Complete(DirState* d) {
   }
   Bytes tree = repo::EncodeTree(kept);
   Id id = Id::Hash(tree);
+  const uint64_t check = XXH3_64bits(tree.data(), tree.size());
   if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id)) {
     uint32_t ulen = 0;
-    Result<Bytes> stored = repo::EncodeBlobChecked(repo_.key(), BlobType::kTree, tree,
-                                                   repo_.version(), repo_.options().compression, &ulen);
+    Result<Bytes> stored = repo::EncodeBlobChecked(
+        repo_.key(), BlobType::kTree, tree, repo_.version(), repo_.options().compression, &ulen,
+        [check](ByteView decoded) { return XXH3_64bits(decoded.data(), decoded.size()) == check; });
     Status s = stored.ok() ? saver_.Add(BlobType::kTree, id, std::move(*stored), ulen, tree.size())
                            : stored.status().WithContext("tree of " + d->path);
     if (!s.ok()) Fail(s);
@@ -570,7 +578,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   size_t scanned = 0;
   uint64_t offset = 0;  // file offset of buf[have]
   bool eof = false;
-  auto store = [&](const Id& id, ByteView chunk) -> Status {
+  auto store = [&](const Id& id, uint64_t check, ByteView chunk) -> Status {
     content->push_back(id);
     if (repo_.ReserveBlob(BlobType::kData, id)) {
       data_blobs_++;
@@ -578,11 +586,11 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       if (job.size > repo::kChunkerMinBytes) {
         // Multi-chunk file: compression and encryption go to the pool, so one big file keeps
         // every core busy while this thread reads and chunks on.
-        if (!encode_queue_.Push(EncodeJob{id, Bytes(chunk.begin(), chunk.end())})) {
+        if (!encode_queue_.Push(EncodeJob{id, check, Bytes(chunk.begin(), chunk.end())})) {
           return Status::Cancelled("backup stopped");
         }
       } else {
-        Status saved = StoreBlob(id, chunk);
+        Status saved = StoreBlob(id, check, chunk);
         if (!saved.ok()) return saved;
       }
     }
@@ -593,7 +601,14 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
     ByteView chunk(buf.data() + start, len);
     // A chunk inside a hole (or of zeros) is cut at exactly the minimum size: its ID is known.
     const bool zero = len == repo::kChunkerMinBytes && IsAllZero(chunk);
-    FSB_RETURN_IF_ERROR(store(zero ? zero_chunk_id_ : Id::Hash(chunk), chunk));
+    if (zero) {
+      FSB_RETURN_IF_ERROR(store(zero_chunk_id_, zero_chunk_check_, chunk));
+    } else {
+      // The xxHash right after the SHA-256, over the same bytes: the encoder proves its output
+      // against it (a flip in this buffer, its copy or the compressor cannot go unnoticed).
+      const Id id = Id::Hash(chunk);
+      FSB_RETURN_IF_ERROR(store(id, XXH3_64bits(chunk.data(), chunk.size()), chunk));
+    }
     start += len;
     if (start == have) start = have = scanned = 0;
     return Status::Ok();
@@ -629,7 +644,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
         // zero chunks of a hole are stored by their known ID, never materialised or scanned.
         const uint64_t whole = (hole_end - offset) / repo::kChunkerMinBytes;
         for (uint64_t i = 0; i < whole; i++) {
-          FSB_RETURN_IF_ERROR(store(zero_chunk_id_, ZeroChunk()));
+          FSB_RETURN_IF_ERROR(store(zero_chunk_id_, zero_chunk_check_, ZeroChunk()));
           offset += repo::kChunkerMinBytes;
         }
         *read_bytes = offset;
@@ -685,10 +700,11 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   return Status::Ok();
 }
 
-Status Backup::StoreBlob(const Id& id, ByteView plain) {
+Status Backup::StoreBlob(const Id& id, uint64_t check, ByteView plain) {
   uint32_t ulen = 0;
-  Result<Bytes> stored = repo::EncodeBlobChecked(repo_.key(), BlobType::kData, plain,
-                                                 repo_.version(), repo_.options().compression, &ulen);
+  Result<Bytes> stored = repo::EncodeBlobChecked(
+      repo_.key(), BlobType::kData, plain, repo_.version(), repo_.options().compression, &ulen,
+      [check](ByteView decoded) { return XXH3_64bits(decoded.data(), decoded.size()) == check; });
   Status saved = stored.ok() ? saver_.Add(BlobType::kData, id, std::move(*stored), ulen, plain.size())
                              : stored.status();
   if (!saved.ok()) {
@@ -702,7 +718,7 @@ Status Backup::StoreBlob(const Id& id, ByteView plain) {
 void Backup::EncodeLoop() {
   while (std::optional<EncodeJob> job = encode_queue_.Pop()) {
     if (failed_.load(std::memory_order_relaxed)) continue;  // drain quietly
-    StoreBlob(job->id, job->plain).IgnoreError();  // a failure is already in the error slot
+    StoreBlob(job->id, job->check, job->plain).IgnoreError();  // a failure is already in the error slot
   }
 }
 

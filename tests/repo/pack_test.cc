@@ -80,6 +80,26 @@ TEST_F(PackTest, CheckedEncodingIsTheSameFormatAndDecodes) {
   }
 }
 
+TEST_F(PackTest, CheckedEncodingRefusesOutputThatIsNotWhatWasHashed) {
+  const std::string text(70000, 'x');
+  std::string seen;
+  uint32_t ulen = 0;
+  // The check sees the decoded bytes; saying "not what was hashed" (a flipped bit) stores nothing.
+  Result<Bytes> refused = EncodeBlobChecked(key_, BlobType::kData, AsBytes(text), 2,
+                                            CompressionMode::kAuto, &ulen, [&](ByteView decoded) {
+                                              seen = std::string(AsString(decoded));
+                                              return false;
+                                            });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInternal);
+  EXPECT_THAT(refused.status().message(), HasSubstr("not stored"));
+  EXPECT_EQ(seen, text);
+  Result<Bytes> accepted = EncodeBlobChecked(key_, BlobType::kData, AsBytes(text), 2,
+                                             CompressionMode::kAuto, &ulen,
+                                             [&](ByteView decoded) { return AsString(decoded) == text; });
+  EXPECT_TRUE(accepted.ok());
+}
+
 TEST_F(PackTest, Version1NeverCompressesAndV2OffStoresDataPlain) {
   std::vector<PackedBlob> v1, off;
   WriteTestPack({{BlobType::kTree, "{\"nodes\":[]}\n"}}, 1, CompressionMode::kAuto, &v1);
