@@ -115,6 +115,9 @@ struct Batch {
 // each batch cost up to 0.6 s of a 5 s restore), and bound memory to three batches.
 constexpr size_t kMaxQueuedBatches = 2;
 
+// Bytes of a pack read and written by one task; see FlushBatch.
+constexpr uint64_t kPartBytes = 4 << 20;
+
 // A pack worker's last few directories (by index), opened beneath the target. Files of one
 // directory sit together in packs (the backup walks a directory at a time), so a few slots hit
 // nearly always and each file costs no path walk of its own. One thread.
@@ -225,6 +228,7 @@ class Restore {
   const uint32_t egid_ = getegid();
   Fd root_fd_;
   uint32_t next_dir_index_ = 1;  // 0 is the target itself
+  uint64_t batches_ = 0;          // handed to the workers so far
 
   std::unique_ptr<Batch> filling_ = std::make_unique<Batch>();  // the walker's
   std::vector<DirMeta> dirs_meta_;  // created dirs, in creation order
@@ -336,7 +340,9 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
   summary_.bytes += n.size;
   progress_->total_files.fetch_add(1, std::memory_order_relaxed);
   progress_->total_bytes.fetch_add(n.size, std::memory_order_relaxed);
-  if (filling_->jobs.size() >= opts_.batch_files || filling_->bytes >= opts_.batch_bytes) {
+  // The first batch is small, so that the workers start early.
+  const size_t batch_files = batches_ == 0 ? std::max<size_t>(1, opts_.batch_files / 8) : opts_.batch_files;
+  if (filling_->jobs.size() >= batch_files || filling_->bytes >= opts_.batch_bytes) {
     return FlushBatch();
   }
   return Status::Ok();
@@ -474,9 +480,8 @@ void Restore::PieceDone(Worker& w, Batch& b, uint32_t index) {
   progress_->files_done.fetch_add(1, std::memory_order_relaxed);
 }
 
+// `pieces`: sorted by offset in `pack`, and all of each file the worker creates.
 void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>& pieces) {
-  std::sort(pieces.begin(), pieces.end(),
-            [](const Piece& a, const Piece& b) { return a.blob.offset < b.blob.offset; });
   const uint64_t start = pieces.front().blob.offset;
   uint64_t end = 0;
   for (const Piece& p : pieces) end = std::max<uint64_t>(end, uint64_t(p.blob.offset) + p.blob.length);
@@ -625,12 +630,35 @@ void Restore::StopWorkers() {
 Status Restore::FlushBatch() {
   if (filling_->jobs.empty()) return Status::Ok();
   std::unique_ptr<Batch> b = std::exchange(filling_, std::make_unique<Batch>());
-  b->packs.assign(std::make_move_iterator(b->by_pack.begin()), std::make_move_iterator(b->by_pack.end()));
+  batches_++;
+  // Each pack's pieces in pack order, cut into parts of about kPartBytes of the pack: a 16 MiB
+  // pack of source code is some 80 MB to write and 5000 files to create, too coarse a unit for
+  // two workers to end a batch together. A cut never splits the pieces of a file the worker
+  // creates, since that file is finished by whoever holds them all.
+  std::vector<uint32_t> last(b->jobs.size());  // a created file's last piece in its pack
+  for (auto& [pack, pieces] : b->by_pack) {
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& x, const Piece& y) { return x.blob.offset < y.blob.offset; });
+    for (size_t i = 0; i < pieces.size(); i++) last[pieces[i].job] = static_cast<uint32_t>(i);
+    size_t begin = 0, reach = 0;
+    for (size_t i = 0; i < pieces.size(); i++) {
+      const Piece& p = pieces[i];
+      reach = std::max<size_t>(reach, b->jobs[p.job]->create ? last[p.job] : i);
+      const uint64_t end = uint64_t(p.blob.offset) + p.blob.length;
+      if (reach == i && (end - pieces[begin].blob.offset >= kPartBytes || i + 1 == pieces.size())) {
+        b->packs.emplace_back(pack, std::vector<Piece>(pieces.begin() + begin, pieces.begin() + i + 1));
+        begin = i + 1;
+      }
+    }
+  }
   b->by_pack.clear();
   if (b->packs.empty()) return Status::Ok();  // not planned: every job has a piece
-  // Biggest packs first keeps the workers evenly busy at the end.
+  // Biggest parts first keeps the workers evenly busy at the end.
+  auto span = [](const std::vector<Piece>& v) {
+    return uint64_t(v.back().blob.offset) + v.back().blob.length - v.front().blob.offset;
+  };
   std::sort(b->packs.begin(), b->packs.end(),
-            [](auto& x, auto& y) { return x.second.size() > y.second.size(); });
+            [&](auto& x, auto& y) { return span(x.second) > span(y.second); });
   if (workers_.empty()) {
     const int n = opts_.workers > 0 ? opts_.workers
                                     : std::max(2, repo_.backend().Properties().max_connections);

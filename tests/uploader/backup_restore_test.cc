@@ -452,6 +452,26 @@ TEST_F(BackupRestoreTest, FilesOfOneOrManyPacksLinksAndEmptyFilesGetTheirMetadat
   EXPECT_EQ(l1.st_ino, l2.st_ino);
 }
 
+// A pack of many files is written by several workers, in parts that never split a file.
+TEST_F(BackupRestoreTest, PackOfManyFilesIsWrittenInParts) {
+  for (int i = 0; i < 120; i++) {
+    Write(src_ / ("d" + std::to_string(i % 7)) / ("f" + std::to_string(i)),
+          testing::SeededRandomBytes(100 + i, 100000 + i * 997));
+  }
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  RestoreOptions ro;
+  ro.workers = 3;
+  auto rs = Restore(sum->snapshot_id, out, ro);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+  EXPECT_EQ(rs->verified_files, 120u);
+  // About 18 MB of incompressible data: two packs, read in parts of about 4 MiB.
+  EXPECT_GE(rs->packs_read, 4u);
+  ExpectSameContent(src_, out);
+}
+
 // A target that already holds entries of the snapshot's names: symlinks planted there (to a file
 // and to a directory outside) are replaced or refused, never followed; an old file is rewritten.
 TEST_F(BackupRestoreTest, PlantedSymlinksInTargetAreNeverFollowed) {
