@@ -436,8 +436,7 @@ Status ApplyMetadataToFd(int fd, const Node& n, const RestoreMetaOptions& opts,
                          std::optional<FileOwner> owner) {
   if (n.type != NodeType::kFile && n.type != NodeType::kDir) {
     return Status::InvalidArgument("restore metadata " + n.name + ": type " +
-                                   std::string(repo::NodeTypeName(n.type)) +
-                                   " has no writable fd");
+                                   std::string(repo::NodeTypeName(n.type)) + " has no writable fd");
   }
   Status first;
   // 1. Owner. Restoring a tree as root, nearly every entry is owned by root: the fstat and the

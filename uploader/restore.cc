@@ -106,7 +106,7 @@ struct Batch {
   uint64_t bytes = 0;
   std::unordered_map<Id, std::vector<Piece>, repo::IdHash> by_pack;  // while filling
   std::vector<std::pair<Id, std::vector<Piece>>> packs;              // once handed over
-  size_t next_pack = 0;  // guarded by Restore::pool_mu_ once handed over
+  size_t next_pack = 0;   // guarded by Restore::pool_mu_ once handed over
   size_t done_packs = 0;  // guarded by Restore::pool_mu_
 };
 
@@ -143,8 +143,8 @@ class DirCache {
 // A file a worker has open, until it finishes it or its pack is done.
 struct OpenFile {
   Fd fd;
-  bool fresh = false;    // created by this open (its owner is known)
-  uint64_t end = 0;      // end of the last byte written through fd
+  bool fresh = false;  // created by this open (its owner is known)
+  uint64_t end = 0;    // end of the last byte written through fd
 };
 
 struct Worker {
@@ -228,20 +228,20 @@ class Restore {
   const uint32_t egid_ = getegid();
   Fd root_fd_;
   uint32_t next_dir_index_ = 1;  // 0 is the target itself
-  uint64_t batches_ = 0;          // handed to the workers so far
+  uint64_t batches_ = 0;         // handed to the workers so far
 
   std::unique_ptr<Batch> filling_ = std::make_unique<Batch>();  // the walker's
-  std::vector<DirMeta> dirs_meta_;  // created dirs, in creation order
+  std::vector<DirMeta> dirs_meta_;                              // created dirs, in creation order
   std::map<std::pair<uint64_t, uint64_t>, std::string> hardlinks_;  // (dev, inode) → rel path
-  std::vector<std::pair<Id, Piece>> plan_;  // RestoreFile's scratch
+  std::vector<std::pair<Id, Piece>> plan_;                          // RestoreFile's scratch
 
   std::mutex mu_;
   RestoreSummary summary_;  // errors, packs_read and verified_files guarded by mu_ (workers)
 
   // The pack workers, started with the first batch. Declared last: joined before the rest goes.
   std::mutex pool_mu_;
-  std::condition_variable work_cv_;  // a batch was queued, or closing_
-  std::condition_variable done_cv_;  // a batch was written
+  std::condition_variable work_cv_;           // a batch was queued, or closing_
+  std::condition_variable done_cv_;           // a batch was written
   std::deque<std::unique_ptr<Batch>> queue_;  // oldest first; guarded by pool_mu_
   bool closing_ = false;                      // guarded by pool_mu_
   std::vector<std::jthread> workers_;
@@ -341,7 +341,8 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
   progress_->total_files.fetch_add(1, std::memory_order_relaxed);
   progress_->total_bytes.fetch_add(n.size, std::memory_order_relaxed);
   // The first batch is small, so that the workers start early.
-  const size_t batch_files = batches_ == 0 ? std::max<size_t>(1, opts_.batch_files / 8) : opts_.batch_files;
+  const size_t batch_files =
+      batches_ == 0 ? std::max<size_t>(1, opts_.batch_files / 8) : opts_.batch_files;
   if (filling_->jobs.size() >= batch_files || filling_->bytes >= opts_.batch_bytes) {
     return FlushBatch();
   }
@@ -468,7 +469,8 @@ void Restore::PieceDone(Worker& w, Batch& b, uint32_t index) {
     const int fd = f->fd.get();
     const std::string rel = Join(job.rel_dir, job.node.name);
     // A file the walker created has its size already; one created here may end in a hole.
-    if (job.create && f->end < job.node.size && ftruncate(fd, static_cast<off_t>(job.node.size)) != 0) {
+    if (job.create && f->end < job.node.size &&
+        ftruncate(fd, static_cast<off_t>(job.node.size)) != 0) {
       FailFile(job, Status::FromErrno(errno, "truncate", rel));
     }
     if (opts_.verify && !job.failed.load()) VerifyFile(job, fd);
@@ -484,7 +486,8 @@ void Restore::PieceDone(Worker& w, Batch& b, uint32_t index) {
 void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>& pieces) {
   const uint64_t start = pieces.front().blob.offset;
   uint64_t end = 0;
-  for (const Piece& p : pieces) end = std::max<uint64_t>(end, uint64_t(p.blob.offset) + p.blob.length);
+  for (const Piece& p : pieces)
+    end = std::max<uint64_t>(end, uint64_t(p.blob.offset) + p.blob.length);
   Result<Bytes> data = repo_.backend().Load(repo::Handle{repo::FileType::kPack, pack.Hex()}, start,
                                             end - start);
   if (!data.ok()) {
@@ -513,8 +516,9 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
           repo_.key(), p.blob, ByteView(*data).subspan(p.blob.offset - start, p.blob.length));
       have_last = dec.ok();
       if (!dec.ok()) {
-        FailFile(job, dec.status().WithContext("pack " + pack.Short()).WithContext(
-                          Join(job.rel_dir, job.node.name)));
+        FailFile(job, dec.status()
+                          .WithContext("pack " + pack.Short())
+                          .WithContext(Join(job.rel_dir, job.node.name)));
         PieceDone(w, b, p.job);
         continue;
       }
@@ -599,10 +603,11 @@ void Restore::WorkerLoop() {
     // After a stop request the remaining packs are only counted, so that the queue drains.
     if (!opts_.stop.stop_requested()) WritePack(w, b, b.packs[p].first, b.packs[p].second);
     std::vector<Piece>().swap(b.packs[p].second);  // this worker's alone
-    std::unique_ptr<Batch> finished;  // freed unlocked
+    std::unique_ptr<Batch> finished;               // freed unlocked
     l.lock();
     if (++b.done_packs == b.packs.size()) {
-      auto pos = std::find_if(queue_.begin(), queue_.end(), [&](const auto& q) { return q.get() == &b; });
+      auto pos =
+          std::find_if(queue_.begin(), queue_.end(), [&](const auto& q) { return q.get() == &b; });
       finished = std::move(*pos);
       queue_.erase(pos);
       done_cv_.notify_all();
@@ -646,7 +651,8 @@ Status Restore::FlushBatch() {
       reach = std::max<size_t>(reach, b->jobs[p.job]->create ? last[p.job] : i);
       const uint64_t end = uint64_t(p.blob.offset) + p.blob.length;
       if (reach == i && (end - pieces[begin].blob.offset >= kPartBytes || i + 1 == pieces.size())) {
-        b->packs.emplace_back(pack, std::vector<Piece>(pieces.begin() + begin, pieces.begin() + i + 1));
+        b->packs.emplace_back(pack,
+                              std::vector<Piece>(pieces.begin() + begin, pieces.begin() + i + 1));
         begin = i + 1;
       }
     }
@@ -684,11 +690,8 @@ void Restore::ApplyDirMetadata() {
       if (!m.ok()) RecordMetadataError(m.WithContext(it->rel).message());
       continue;
     }
-    if (errno != EACCES) {
-      RecordError(Status::FromErrno(errno, "open directory", it->rel).message());
-      continue;
-    }
-    // Not readable (an existing directory we may not list): by name from its parent.
+    // Not readable (an existing directory we may not list), replaced, gone: by name from its
+    // parent, which reports each case as it always did.
     std::string parent = std::filesystem::path(it->rel).parent_path().string();
     Fd pfd(OpenBeneath(root_fd_.get(), parent, O_PATH | O_DIRECTORY));
     if (!pfd.valid()) {

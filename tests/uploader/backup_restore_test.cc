@@ -419,7 +419,8 @@ TEST_F(BackupRestoreTest, FilesOfOneOrManyPacksLinksAndEmptyFilesGetTheirMetadat
   ASSERT_EQ(chmod((src_ / "d/exec").c_str(), 0750), 0);
   ASSERT_EQ(chmod((src_ / "d/empty").c_str(), 0640), 0);
   ASSERT_EQ(chmod((src_ / "d").c_str(), 0751), 0);
-  for (const char* name : {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "d"}) {
+  for (const char* name :
+       {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "d"}) {
     const struct timespec times[2] = {{1600000000, 5}, {1686832496, 123456789}};
     ASSERT_EQ(utimensat(AT_FDCWD, (src_ / name).c_str(), times, AT_SYMLINK_NOFOLLOW), 0) << name;
   }
@@ -433,7 +434,8 @@ TEST_F(BackupRestoreTest, FilesOfOneOrManyPacksLinksAndEmptyFilesGetTheirMetadat
   EXPECT_EQ(rs->verified_files, 6u);  // link2 is no file of its own
   EXPECT_GT(rs->packs_read, 3u);
   ExpectSameContent(src_, out);
-  for (const char* name : {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "link2", "d"}) {
+  for (const char* name :
+       {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "link2", "d"}) {
     struct stat a, b;
     ASSERT_EQ(lstat((src_ / name).c_str(), &a), 0) << name;
     ASSERT_EQ(lstat((out / name).c_str(), &b), 0) << name;
