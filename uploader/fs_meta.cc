@@ -468,6 +468,57 @@ Status ApplyMetadata(int dir_fd, const Node& n, const RestoreMetaOptions& opts) 
   return first;
 }
 
+Status ApplyMetadataToFd(int fd, const Node& n, const RestoreMetaOptions& opts,
+                         std::optional<FileOwner> owner) {
+  if (n.type != NodeType::kFile && n.type != NodeType::kDir) {
+    return Status::InvalidArgument("restore metadata " + n.name + ": type " +
+                                   std::string(repo::NodeTypeName(n.type)) + " has no writable fd");
+  }
+  Status first;
+  // 1. Owner. Restoring a tree as root, nearly every entry is owned by root: the fstat and the
+  // chown are both skipped when the caller knows the owner already matches.
+  if (opts.restore_owner) {
+    if (!owner) {
+      struct stat st;
+      if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat", n.name);
+      owner = FileOwner{st.st_uid, st.st_gid};
+    }
+    if (owner->uid != n.uid || owner->gid != n.gid) {
+      if (fchown(fd, n.uid, n.gid) != 0) {
+        const int err = errno;
+        // restic (like cp -a and rsync -a) reports a denied chown only when running as root.
+        if (!((err == EPERM || err == EACCES) && geteuid() != 0)) {
+          KeepFirst(first, Status::FromErrno(err, "chown", n.name));
+        }
+      }
+    }
+  }
+  // 2. Extended attributes, after the chown (which drops security.capability).
+  for (const repo::ExtendedAttribute& x : n.xattrs) {
+    if (x.name.find('\0') != std::string::npos) {
+      KeepFirst(first, Status::InvalidArgument("setxattr " + n.name + ": name contains NUL"));
+      continue;
+    }
+    if (fsetxattr(fd, x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) {
+      const int err = errno;
+      if (XattrUnsupported(err)) continue;  // restic ignores ENOTSUP too
+      KeepFirst(first, Status::FromErrno(err, "setxattr " + x.name, n.name));
+    }
+  }
+  // 3. Mode, after the chown (which clears setuid/setgid) and the xattrs (see ApplyMetadata).
+  if (fchmod(fd, repo::StatModeFromGo(n.mode) & 07777) != 0) {
+    KeepFirst(first, Status::FromErrno(errno, "chmod", n.name));
+  }
+  // 4. Times, last: the steps above change ctime only, but writes through other fds of the
+  // file must be over by now (the caller's job).
+  const struct timespec times[2] = {
+      {static_cast<time_t>(n.atime.sec), static_cast<long>(n.atime.nsec)},
+      {static_cast<time_t>(n.mtime.sec), static_cast<long>(n.mtime.nsec)},
+  };
+  if (futimens(fd, times) != 0) KeepFirst(first, Status::FromErrno(errno, "utimensat", n.name));
+  return first;
+}
+
 Status CreateHardLink(int dir_fd_target, std::string_view name, int dir_fd_existing,
                       std::string_view existing_name) {
   FSB_RETURN_IF_ERROR(CheckName(name));

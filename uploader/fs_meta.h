@@ -81,6 +81,25 @@ Status CreateSpecial(int dir_fd, const repo::Node& n);
 // as 0500 could forbid creating them.
 Status ApplyMetadata(int dir_fd, const repo::Node& n, const RestoreMetaOptions& opts);
 
+// The owner an open file is known to have, so that ApplyMetadataToFd needs no fstat: the
+// restore pipeline knows it for a file it has just created (its euid/egid, see restore.cc).
+struct FileOwner {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// ApplyMetadata for a regular file or directory the caller holds open itself (a writable fd of
+// a file it created with O_NOFOLLOW, or a directory opened with O_DIRECTORY beneath the target),
+// so no name is resolved again and no /proc path is needed: fchown, fsetxattr, fchmod, futimens.
+// Same order, same steps and same error semantics as ApplyMetadata (every step runs, the first
+// failure is returned; a denied chown is not reported when not root; ENOTSUP xattrs are
+// ignored). Messages name n.name. `owner`: the fd's current uid/gid if the caller knows it;
+// std::nullopt costs an fstat. The chown is skipped when the owner already matches.
+// kInvalidArgument for any other node type (symlinks and special files have no such fd: use
+// ApplyMetadata). The caller guarantees that `fd` is of n.type; it is borrowed for the call.
+Status ApplyMetadataToFd(int fd, const repo::Node& n, const RestoreMetaOptions& opts,
+                         std::optional<FileOwner> owner);
+
 // Makes `name` in `dir_fd_target` a hard link to `existing_name` in `dir_fd_existing` (linkat;
 // restic restores nodes with links > 1 and the same inode and device_id this way).
 // `existing_name` may be a relative path ("dir/sub/file") below dir_fd_existing; it is resolved

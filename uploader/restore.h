@@ -1,9 +1,13 @@
 // uploader/restore.h: the restore pipeline. The calling thread walks the snapshot's trees,
-// creating directories, special files and empty files of the right size; file contents are then
-// fetched pack by pack (each pack read once per batch, in one ranged request) by a pool of
-// workers that decrypt and pwrite blobs into place, leaving all-zero blobs as holes. Metadata
-// (owner, mode, xattrs, times) is applied after contents; directories last, children first.
-// Memory is bounded by the batch limits in RestoreOptions. RunRestore blocks.
+// creating directories, special files, empty files, hard-linked files and files whose content
+// spans several packs, and plans the contents of a batch of files: which pieces each pack holds.
+// It hands each full batch to a pool of workers and walks on meanwhile (at most two batches
+// handed over and not yet written, plus the one being walked). The workers read each pack once
+// per batch, in ranged requests of about 4 MiB, decrypt, verify and pwrite the blobs into place,
+// leaving all-zero blobs as holes; a worker creates each file whose content lies in one pack,
+// and whoever writes a file's last piece applies its metadata (owner, xattrs, mode, times)
+// through its open fd. Directories get theirs last, children first. Memory is bounded by the
+// batch limits in RestoreOptions. RunRestore blocks.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +39,7 @@ struct RestoreOptions {
   // Pack download/decrypt/write workers; 0 = the backend's max_connections, at least 2.
   int workers = 0;
   // Files planned per batch and their content bytes: bounds the plan's memory (≈ 300 bytes a
-  // file plus 40 a blob).
+  // file plus 80 a blob; up to three batches at a time: one being walked, two being written).
   size_t batch_files = 20000;
   uint64_t batch_bytes = 4ull << 30;
   // Re-read every restored file and compare each chunk's hash with its blob ID.

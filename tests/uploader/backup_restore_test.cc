@@ -496,6 +496,125 @@ TEST_F(BackupRestoreTest, StopRequestCancelsBackupWithoutSnapshot) {
   EXPECT_TRUE(check->errors.empty());
 }
 
+// Every way a file is restored: by the pack worker alone (one pack), by the walker and the
+// workers of several packs, as hard links, empty, and ending in a hole. Contents, modes, times
+// and owners as the source.
+TEST_F(BackupRestoreTest, FilesOfOneOrManyPacksLinksAndEmptyFilesGetTheirMetadata) {
+  // 1 MiB packs: a file of several 512 KiB..8 MiB chunks spans packs.
+  repo::RepositoryOptions options;
+  options.pack_size = 1 << 20;
+  auto small_packs = repo::Repository::Open(std::make_unique<ForwardingBackend>(*faulty_),
+                                            Secret<std::string>("pw"), options);
+  ASSERT_TRUE(small_packs.ok()) << small_packs.status().ToString();
+  repo_ = std::move(*small_packs);
+  Write(src_ / "big.bin", testing::SeededRandomBytes(7, 12 << 20));
+  Bytes tail_zeros = testing::SeededRandomBytes(8, 1 << 20);
+  tail_zeros.resize(9 << 20, 0);
+  Write(src_ / "zeros-at-end", tail_zeros);
+  Write(src_ / "small", ToBytes("small"));
+  Write(src_ / "d/exec", ToBytes("#!/bin/sh\n"));
+  Write(src_ / "d/empty", {});
+  Write(src_ / "d/link1", ToBytes("linked"));
+  fs::create_hard_link(src_ / "d/link1", src_ / "link2");
+  ASSERT_EQ(chmod((src_ / "small").c_str(), 0444), 0);
+  ASSERT_EQ(chmod((src_ / "d/exec").c_str(), 0750), 0);
+  ASSERT_EQ(chmod((src_ / "d/empty").c_str(), 0640), 0);
+  ASSERT_EQ(chmod((src_ / "d").c_str(), 0751), 0);
+  for (const char* name :
+       {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "d"}) {
+    const struct timespec times[2] = {{1600000000, 5}, {1686832496, 123456789}};
+    ASSERT_EQ(utimensat(AT_FDCWD, (src_ / name).c_str(), times, AT_SYMLINK_NOFOLLOW), 0) << name;
+  }
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+  EXPECT_TRUE(rs->metadata_errors.empty()) << rs->metadata_errors[0];
+  EXPECT_EQ(rs->verified_files, 6u);  // link2 is no file of its own
+  EXPECT_GT(rs->packs_read, 3u);
+  ExpectSameContent(src_, out);
+  for (const char* name :
+       {"big.bin", "zeros-at-end", "small", "d/exec", "d/empty", "d/link1", "link2", "d"}) {
+    struct stat a, b;
+    ASSERT_EQ(lstat((src_ / name).c_str(), &a), 0) << name;
+    ASSERT_EQ(lstat((out / name).c_str(), &b), 0) << name;
+    EXPECT_EQ(a.st_mode, b.st_mode) << name;
+    EXPECT_EQ(a.st_uid, b.st_uid) << name;
+    EXPECT_EQ(a.st_gid, b.st_gid) << name;
+    EXPECT_EQ(a.st_mtim.tv_sec, b.st_mtim.tv_sec) << name;
+    EXPECT_EQ(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec) << name;
+    if (!S_ISDIR(a.st_mode)) {
+      EXPECT_EQ(a.st_size, b.st_size) << name;
+    }
+  }
+  struct stat l1, l2;
+  ASSERT_EQ(stat((out / "d/link1").c_str(), &l1), 0);
+  ASSERT_EQ(stat((out / "link2").c_str(), &l2), 0);
+  EXPECT_EQ(l1.st_ino, l2.st_ino);
+}
+
+// A pack of many files is written by several workers, in parts that never split a file.
+TEST_F(BackupRestoreTest, PackOfManyFilesIsWrittenInParts) {
+  for (int i = 0; i < 120; i++) {
+    Write(src_ / ("d" + std::to_string(i % 7)) / ("f" + std::to_string(i)),
+          testing::SeededRandomBytes(100 + i, 100000 + i * 997));
+  }
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  RestoreOptions ro;
+  ro.workers = 3;
+  auto rs = Restore(sum->snapshot_id, out, ro);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+  EXPECT_EQ(rs->verified_files, 120u);
+  // About 18 MB of incompressible data: two packs, read in parts of about 4 MiB.
+  EXPECT_GE(rs->packs_read, 4u);
+  ExpectSameContent(src_, out);
+}
+
+// A target that already holds entries of the snapshot's names: symlinks planted there (to a file
+// and to a directory outside) are replaced or refused, never followed; an old file is rewritten.
+TEST_F(BackupRestoreTest, PlantedSymlinksInTargetAreNeverFollowed) {
+  Write(src_ / "a.txt", ToBytes("new a"));
+  Write(src_ / "old.txt", ToBytes("new content"));
+  Write(src_ / "sub/b.txt", ToBytes("new b"));
+  ASSERT_EQ(chmod((src_ / "old.txt").c_str(), 0640), 0);
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+
+  testing::TempDir outside;
+  const fs::path victim = outside.path() / "victim";
+  testing::WriteStringToFile(victim, "do not touch");
+  ASSERT_EQ(chmod(victim.c_str(), 0600), 0);
+  fs::create_directories(outside.path() / "dir");
+  fs::path out = dir_.path() / "out";
+  fs::create_directories(out);
+  fs::create_symlink(victim, out / "a.txt");
+  fs::create_symlink(outside.path() / "dir", out / "sub");
+  testing::WriteStringToFile(out / "old.txt", "an old and longer content");
+  struct stat before;
+  ASSERT_EQ(stat(victim.c_str(), &before), 0);
+
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  // The directory symlink is refused (the restore does not remove what may be a user's tree).
+  ASSERT_EQ(rs->errors.size(), 1u);
+  EXPECT_THAT(rs->errors[0], HasSubstr("sub"));
+  EXPECT_EQ(testing::ReadFileToString(victim), "do not touch");
+  struct stat after;
+  ASSERT_EQ(stat(victim.c_str(), &after), 0);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+  EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  EXPECT_FALSE(fs::exists(outside.path() / "dir/b.txt"));
+  EXPECT_FALSE(fs::is_symlink(out / "a.txt"));
+  EXPECT_EQ(testing::ReadFileToString(out / "a.txt"), "new a");
+  EXPECT_EQ(testing::ReadFileToString(out / "old.txt"), "new content");
+  EXPECT_EQ(fs::status(out / "old.txt").permissions(), fs::perms(0640));
+}
+
 TEST_F(BackupRestoreTest, StopRequestCancelsRestore) {
   for (int i = 0; i < 50; i++) Write(src_ / ("f" + std::to_string(i)), testing::SeededRandomBytes(i, 4 << 10));
   Result<BackupSummary> sum = Backup();

@@ -562,6 +562,98 @@ TEST_F(FsMetaTest, ApplyMetadataNeverFollowsSymlink) {
   EXPECT_EQ(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
 }
 
+Fd OpenForWrite(int dir_fd, const std::string& name) {
+  return Fd(openat(dir_fd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+}
+
+TEST_F(FsMetaTest, ApplyMetadataToFdSetsOwnerXattrsModeAndTimes) {
+  const bool xattrs = UserXattrsSupported();
+  MakeFile("f", "data", 0600);
+  Node n = FileNode("f", kGoFile06755);  // setuid/setgid: the chown must come before the chmod
+  if (geteuid() == 0) {
+    n.uid = 1234;
+    n.gid = 5678;
+  } else {
+    n.uid = geteuid();
+    n.gid = getegid();
+  }
+  if (xattrs) n.xattrs = {{"user.fsb.k", Bytes({'v'})}};
+  const Fd fd = OpenForWrite(dir_fd_.get(), "f");
+  ASSERT_TRUE(fd.valid());
+  const Status s = ApplyMetadataToFd(fd.get(), n, {}, std::nullopt);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const struct stat st = Lstat("f");
+  EXPECT_EQ(st.st_mode & 07777, 06755u);
+  EXPECT_EQ(st.st_uid, n.uid);
+  EXPECT_EQ(st.st_gid, n.gid);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1686832496);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 123456789);
+  EXPECT_EQ(st.st_atim.tv_sec, 1600000000);
+  EXPECT_EQ(st.st_atim.tv_nsec, 987654321);
+  if (xattrs) {
+    char v = 0;
+    EXPECT_EQ(getxattr(Path("f").c_str(), "user.fsb.k", &v, 1), 1);
+    EXPECT_EQ(v, 'v');
+  }
+}
+
+TEST_F(FsMetaTest, ApplyMetadataToFdTrustsAKnownOwner) {
+  if (geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  MakeFile("f", "data", 0600);
+  Node n = FileNode("f", kGoFile0644);
+  n.uid = 1234;
+  n.gid = 5678;
+  const Fd fd = OpenForWrite(dir_fd_.get(), "f");
+  ASSERT_TRUE(fd.valid());
+  // The caller says the file is owned as the node wants already: no fstat, no chown.
+  ASSERT_TRUE(ApplyMetadataToFd(fd.get(), n, {}, FileOwner{1234, 5678}).ok());
+  EXPECT_EQ(Lstat("f").st_uid, geteuid());
+  // The true owner: chowned.
+  ASSERT_TRUE(ApplyMetadataToFd(fd.get(), n, {}, FileOwner{geteuid(), getegid()}).ok());
+  EXPECT_EQ(Lstat("f").st_uid, 1234u);
+  EXPECT_EQ(Lstat("f").st_gid, 5678u);
+}
+
+TEST_F(FsMetaTest, ApplyMetadataToFdOfDirectory) {
+  ASSERT_EQ(mkdir(Path("d").c_str(), 0700), 0);
+  Node n = FileNode("d", kGoStickyDir01777);
+  n.type = NodeType::kDir;
+  const Fd fd(openat(dir_fd_.get(), "d", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_TRUE(ApplyMetadataToFd(fd.get(), n, {}, std::nullopt).ok());
+  const struct stat st = Lstat("d");
+  EXPECT_EQ(st.st_mode & 07777, 01777u);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 123456789);
+}
+
+TEST_F(FsMetaTest, ApplyMetadataToFdRunsEveryStepAndReturnsFirstError) {
+  if (!UserXattrsSupported()) GTEST_SKIP() << "no user xattrs on " << dir_.str();
+  MakeFile("f", "data", 0600);
+  Node n = FileNode("f", kGoFile0444);
+  n.xattrs = {{"user." + std::string(300, 'a'), Bytes({1})},  // name too long: ERANGE
+              {"user.ok", Bytes({2})}};
+  const Fd fd = OpenForWrite(dir_fd_.get(), "f");
+  ASSERT_TRUE(fd.valid());
+  const Status s = ApplyMetadataToFd(fd.get(), n, {}, std::nullopt);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("setxattr"));
+  char v = 0;
+  EXPECT_EQ(getxattr(Path("f").c_str(), "user.ok", &v, 1), 1);
+  const struct stat st = Lstat("f");
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 123456789);
+}
+
+TEST_F(FsMetaTest, ApplyMetadataToFdRefusesOtherTypes) {
+  MakeFile("f", "data", 0600);
+  const Fd fd = OpenForWrite(dir_fd_.get(), "f");
+  ASSERT_TRUE(fd.valid());
+  Node n = FileNode("f", kGoSymlink);
+  n.type = NodeType::kSymlink;
+  EXPECT_EQ(ApplyMetadataToFd(fd.get(), n, {}, std::nullopt).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Lstat("f").st_mode & 07777, 0600u);
+}
+
 TEST_F(FsMetaTest, ApplyMetadataMissingEntryIsNotFound) {
   const Status s = ApplyMetadata(dir_fd_.get(), FileNode("missing", kGoFile0644), {});
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
