@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FSB = os.environ.get("FSB_BIN", os.path.join(ROOT, "build", "fsb"))  # FSB_BIN: another build's binary
@@ -107,10 +108,35 @@ def change_one_percent(root, round_no):
     return changed
 
 
-def timed(cmd, cwd=None, env=None):
+# ext4 (this machine's, without a journal) creates files 5-8x slower for ~35 s after many files were
+# deleted: the inode allocator scans the recently deleted inodes of a group. A timed restore must not
+# follow a bulk delete within that window, or both tools' restore times measure the deletion instead.
+# Every tree-sized delete goes through remove_tree(), and settle() waits out the window before a
+# timed restore.
+SETTLE_SECONDS = 40
+_last_bulk_delete = [0.0]
+
+
+def remove_tree(path):
+    if os.path.lexists(path):
+        shutil.rmtree(path, ignore_errors=True)
+        _last_bulk_delete[0] = time.monotonic()
+
+
+def settle():
+    wait = _last_bulk_delete[0] + SETTLE_SECONDS - time.monotonic()
+    if wait > 0:
+        print(f"bench: waiting {wait:.0f} s after a bulk delete before a timed restore (see README)", flush=True)
+        time.sleep(wait)
+
+
+def timed(cmd, cwd=None, env=None, may_time_out=False):
+    """(wall seconds, peak RSS KiB) of cmd; None when may_time_out and `timeout` killed it (124)."""
     with tempfile.NamedTemporaryFile("r") as t:
         full = ["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd
         r = subprocess.run(full, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if may_time_out and r.returncode == 124:
+            return None
         if r.returncode != 0:
             sys.exit(f"bench: command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr.decode()[-2000:]}")
         secs, rss = t.read().split()[-2:]
@@ -133,11 +159,17 @@ class Tool:
         shutil.rmtree(repo, ignore_errors=True)
         sh(self.cmd(repo, "init"), env=self.env, stdout=subprocess.DEVNULL)
 
+    def backup_cmd(self, repo):
+        return self.cmd(repo, "backup", "--host", "bench", ".")
+
     def backup(self, repo, data):
-        return timed(self.cmd(repo, "backup", "--host", "bench", "."), cwd=data, env=self.env)
+        return timed(self.backup_cmd(repo), cwd=data, env=self.env)
 
     def restore(self, repo, target):
-        shutil.rmtree(target, ignore_errors=True)
+        """`target` must not exist: a fresh directory, never one emptied just before (see settle())."""
+        if os.path.lexists(target):
+            sys.exit(f"bench: restore target {target} exists")
+        settle()
         return timed(self.cmd(repo, "restore", "latest", "--target", target), env=self.env)
 
 
@@ -190,6 +222,10 @@ def bench_s3(work, tools, data, runs):
     """Initial backup and restore of `data` into s3rver, both tools over TLS, best of `runs`."""
     server = S3rver(work)
     res = {t.name: {} for t in tools}
+    restores = os.path.join(work, "restores", "s3")
+    remove_tree(restores)  # before the backups: a timed restore is minutes away
+    remove_tree(os.path.join(work, "restore-s3-fsb"))  # the layout before restores/
+    remove_tree(os.path.join(work, "restore-s3-restic"))
     try:
         for t in tools:
             t.env.update(AWS_ACCESS_KEY_ID="S3RVER", AWS_SECRET_ACCESS_KEY="S3RVER", AWS_CA_BUNDLE=server.crt)
@@ -202,7 +238,7 @@ def bench_s3(work, tools, data, runs):
                         sh(t.cmd(repo, "init"), env=t.env, stdout=subprocess.DEVNULL)
                         m = t.backup(repo, data)
                     else:
-                        m = t.restore(repo, os.path.join(work, f"restore-s3-{t.name}"))
+                        m = t.restore(repo, os.path.join(restores, f"{t.name}-{r}"))
                     best = res[t.name].get(op)
                     res[t.name][op] = (min(best[0], m[0]) if best else m[0], max(best[1], m[1]) if best else m[1])
                     print(f"bench: s3      {op:18} {t.name:6} run {r + 1}: {m[0]:7.2f} s  {m[1] / 1024:7.1f} MiB",
@@ -211,15 +247,122 @@ def bench_s3(work, tools, data, runs):
                              capture_output=True, text=True)
         if chk.returncode != 0:
             sys.exit(f"bench: restic check --read-data FAILED on fsb's S3 repository:\n{chk.stdout}{chk.stderr}")
-        diff = subprocess.run(["diff", "-r", "-q", "--no-dereference", data, os.path.join(work, "restore-s3-fsb")],
+        diff = subprocess.run(["diff", "-r", "-q", "--no-dereference", data, os.path.join(restores, f"fsb-{runs - 1}")],
                               capture_output=True, text=True)
         if diff.returncode != 0:
             sys.exit(f"bench: fsb's S3 restore differs from the source:\n{diff.stdout[-3000:]}")
+        remove_tree(restores)
     finally:
         server.stop()
         for t in tools:
             t.extra = []
     return [("source via s3rver (TLS)", op, res["restic"][op], res["fsb"][op]) for op in res["fsb"]]
+
+
+# The `many` dataset's generator: C, because Python's os.open + close costs ~10 µs a file (100 s for
+# 10 M) against ~5 µs of kernel time here. Files are empty except the first of each directory,
+# which holds a few distinct bytes: 10 M files add about N/1000 data blobs, so what grows with the
+# file count is the tree and walker state, not the index.
+MANY_GEN_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char** argv) {
+  if (argc != 4) { fprintf(stderr, "usage: gen ROOT DIRS FILES_PER_DIR\n"); return 2; }
+  long dirs = atol(argv[2]), per = atol(argv[3]);
+  if (mkdir(argv[1], 0755) != 0) { perror(argv[1]); return 1; }
+  int root = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) { perror(argv[1]); return 1; }
+  char name[64];
+  for (long d = 0; d < dirs; d++) {
+    snprintf(name, sizeof name, "d%05ld", d);
+    if (mkdirat(root, name, 0755) != 0) { perror(name); return 1; }
+    int dfd = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) { perror(name); return 1; }
+    for (long f = 0; f < per; f++) {
+      snprintf(name, sizeof name, "f%04ld", f);
+      int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) { perror(name); return 1; }
+      if (f == 0) {
+        int n = snprintf(name, sizeof name, "directory %ld\n", d);
+        if (write(fd, name, n) != n) { perror("write"); return 1; }
+      }
+      close(fd);
+    }
+    close(dfd);
+  }
+  return close(root);
+}
+"""
+
+
+def many_mount(work):
+    """A tmpfs for the `many` tree when running as root (nr_inodes=0: /dev/shm's default inode limit
+    is half the RAM pages, 3 M here). An empty file there costs ~1 KiB of unreclaimable kernel memory
+    (inode + dentry), 10 GiB for 10 M files, and no data pages. Without root: a directory in `work`."""
+    mnt = os.path.join(work, "many-tmpfs")
+    os.makedirs(mnt, exist_ok=True)
+    if os.geteuid() == 0:
+        if not os.path.ismount(mnt):
+            sh(["mount", "-t", "tmpfs", "-o", "size=4g,nr_inodes=0,mode=0755", "fsb-bench-many", mnt])
+        return mnt, True
+    print("bench: many: not root, so the tree goes on the disk under the bench directory", flush=True)
+    return mnt, False
+
+
+def bench_many(work, tools, n_files, runs, restic_timeout):
+    """Initial backup of a tree of n_files (nearly all empty) files, 1000 per directory: peak RSS
+    and time per tool. The tree lives on a tmpfs for the run only and is deleted afterwards."""
+    per = min(1000, n_files)
+    dirs = max(1, n_files // per)
+    n_files = dirs * per
+    gen = os.path.join(work, "many-gen")
+    if not os.access(gen, os.X_OK):
+        with open(gen + ".c", "w") as f:
+            f.write(MANY_GEN_C)
+        sh(["cc", "-O2", "-o", gen, gen + ".c"])
+    mnt, mounted = many_mount(work)
+    data = os.path.join(mnt, f"tree-{n_files}")
+    label = f"many ({n_files / 1e6:g} M files, {dirs} dirs)"
+    res = {}
+    try:
+        for old in os.listdir(mnt):
+            remove_tree(os.path.join(mnt, old))  # another size's tree
+        t0 = time.monotonic()
+        sh([gen, data, str(dirs), str(per)])
+        gen_s = time.monotonic() - t0
+        print(f"bench: many: generated {n_files} files in {gen_s:.1f} s ({gen_s / n_files * 1e6:.2f} µs a file)",
+              flush=True)
+        for r in range(runs):
+            for t in tools:
+                repo = os.path.join(work, "repos", f"{t.name}-many")
+                t.init(repo)
+                cmd = t.backup_cmd(repo)
+                if t.name == "restic" and restic_timeout:
+                    cmd = ["timeout", str(restic_timeout)] + cmd
+                m = timed(cmd, cwd=data, env=t.env, may_time_out=t.name == "restic")
+                if m is None:
+                    print(f"bench: many    initial backup     restic run {r + 1}: killed after {restic_timeout} s",
+                          flush=True)
+                    m = (float("inf"), 0)
+                best = res.get(t.name)
+                res[t.name] = (min(best[0], m[0]) if best else m[0], max(best[1], m[1]) if best else m[1])
+                print(f"bench: many    initial backup     {t.name:6} run {r + 1}: {m[0]:7.2f} s  {m[1] / 1024:7.1f} MiB",
+                      flush=True)
+        chk = subprocess.run([RESTIC, "-r", os.path.join(work, "repos", "fsb-many"), "--no-cache", "check",
+                              "--read-data"], env=tools[0].env, capture_output=True, text=True)
+        if chk.returncode != 0 or "no errors were found" not in chk.stdout:
+            sys.exit(f"bench: restic check --read-data FAILED on fsb's repository:\n{chk.stdout}\n{chk.stderr}")
+    finally:
+        # 10 M inodes on the tmpfs hold ~10 GiB of kernel memory: never leave them behind.
+        remove_tree(data)
+        if mounted:
+            subprocess.run(["umount", mnt])
+        for t in tools:
+            remove_tree(os.path.join(work, "repos", f"{t.name}-many"))
+    return [(label, "initial backup", res.get("restic", (float("inf"), 0)), res["fsb"])]
 
 
 def count_packs(repo):
@@ -299,7 +442,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small datasets (smoke run)")
     ap.add_argument("--datasets", default="source,large,small,s3,prune",
-                    help="any of source, large, small, s3 (the source dataset through s3rver), prune")
+                    help="any of source, large, small, s3 (the source dataset through s3rver), prune, "
+                         "many (opt-in: initial backup of --many-files nearly empty files on a tmpfs)")
+    ap.add_argument("--many-files", type=int, default=10_000_000,
+                    help="files in the many dataset (1000 a directory; 1000000 is a quick run)")
+    ap.add_argument("--many-restic-timeout", type=int, default=3600,
+                    help="seconds after which restic's backup of the many dataset is killed (0: never)")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--prune-files", type=int, default=0,
                     help="files in the prune dataset (default 19000, about 10 000 packs; 1900 with --quick)")
@@ -318,6 +466,9 @@ def main():
     makers = {"source": make_source, "large": make_large, "small": make_small}
     rows = []
     for ds in args.datasets.split(","):
+        if ds == "many":
+            rows += bench_many(work, tools, args.many_files, args.runs, args.many_restic_timeout)
+            continue
         if ds == "prune":
             rows += bench_prune(work, tools, args.prune_files or (1900 if args.quick else 19000), args.runs)
             continue
@@ -340,6 +491,12 @@ def main():
         sh(["sh", "-c", f"tar -cf - -C '{data}' . > /dev/null"])  # warm the page cache
         res = {t.name: {} for t in tools}
         repos = {t.name: os.path.join(work, "repos", f"{t.name}-{ds}") for t in tools}
+        # Restores go to fresh directories restores/<ds>/<tool>-<run>; what an earlier run left is
+        # deleted here, before the backups (settle() still guards the first restore).
+        restores = os.path.join(work, "restores", ds)
+        remove_tree(restores)
+        remove_tree(os.path.join(work, "restore-fsb"))  # the layout before restores/
+        remove_tree(os.path.join(work, "restore-restic"))
         for op in ["initial backup", "no-change backup", "1% changed backup", "restore"]:
             for r in range(args.runs):
                 if op == "1% changed backup":
@@ -349,7 +506,7 @@ def main():
                         t.init(repos[t.name])
                         m = t.backup(repos[t.name], data)
                     elif op == "restore":
-                        m = t.restore(repos[t.name], os.path.join(work, f"restore-{t.name}"))
+                        m = t.restore(repos[t.name], os.path.join(restores, f"{t.name}-{r}"))
                     else:
                         m = t.backup(repos[t.name], data)
                     best = res[t.name].get(op)
@@ -361,10 +518,11 @@ def main():
                              env=tools[0].env, capture_output=True, text=True)
         if chk.returncode != 0 or "no errors were found" not in chk.stdout:
             sys.exit(f"bench: restic check --read-data FAILED on fsb's repository:\n{chk.stdout}\n{chk.stderr}")
-        diff = subprocess.run(["diff", "-r", "-q", "--no-dereference", data, os.path.join(work, "restore-fsb")],
-                              capture_output=True, text=True)
+        diff = subprocess.run(["diff", "-r", "-q", "--no-dereference", data,
+                               os.path.join(restores, f"fsb-{args.runs - 1}")], capture_output=True, text=True)
         if diff.returncode != 0:
             sys.exit(f"bench: fsb's restore differs from the source:\n{diff.stdout[-3000:]}")
+        remove_tree(restores)  # disk stays bounded by one dataset's restores
         for op in res["fsb"]:
             rows.append((ds, op, res["restic"][op], res["fsb"][op]))
     write_results(args, rows)
@@ -393,6 +551,9 @@ def write_results(args, rows):
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for ds, op, r, f in rows:
+        if r[0] == float("inf"):  # restic killed by --many-restic-timeout
+            lines.append(f"| {ds} | {op} | > {args.many_restic_timeout} | {f[0]:.2f} | - | - | {f[1] / 1024:.0f} |")
+            continue
         lines.append(f"| {ds} | {op} | {r[0]:.2f} | {f[0]:.2f} | {r[0] / max(f[0], 0.01):.2f}x | "
                      f"{r[1] / 1024:.0f} | {f[1] / 1024:.0f} |")
     lines += ["", "Checked after the runs: `restic check --read-data` on fsb's repositories passed, and fsb's "

@@ -7,12 +7,14 @@
 #include <iostream>
 
 #include "base/log.h"
+#include "base/malloc_tuning.h"
 #include "cli/global.h"
 
 namespace fsb::cli {
 
 int Main(int argc, char** argv) {
   try {
+    TuneMalloc();                            // before any thread: see base/malloc_tuning.cc
     curl_global_init(CURL_GLOBAL_DEFAULT);  // once, before any thread
     CLI::App app{"fsb: fast restic-compatible file-system backup (the Kubernetes node agent's engine)", "fsb"};
     app.require_subcommand(1);

@@ -68,6 +68,11 @@ class PackBuilder {
   // Reserves room for `bytes` of blob data (no pages are touched), so a pack is built without
   // reallocating and copying.
   void Reserve(size_t bytes) { data_.reserve(bytes); }
+  // Builds the next pack in `buffer` (emptied; its capacity kept), e.g. one from a BufferPool.
+  void UseBuffer(Bytes&& buffer) {
+    data_ = std::move(buffer);
+    data_.clear();
+  }
   // Appends an already encoded blob.
   void Add(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length);
   // Bytes of blob data so far (restic finishes a pack when this reaches the target size, §7.3).

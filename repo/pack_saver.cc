@@ -2,13 +2,35 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "repo/chunker.h"
+
 namespace fsb::repo {
+namespace {
+
+// A pack buffer's capacity: the target, plus the blob that crosses it (at most a maximal data chunk,
+// stored: zstd's worst case for 8 MiB is 8 MiB + 32 KiB, plus the seal; a larger tree blob is
+// reserved for when it is the first), plus room for the sealed header (41 bytes an entry).
+size_t PackBufferBytes(uint64_t pack_size, size_t first_blob_bytes) {
+  constexpr size_t kMaxDataBlobStored = kChunkerMaxBytes + (kChunkerMaxBytes >> 8) + kCryptoOverhead;
+  return static_cast<size_t>(pack_size) + std::max(first_blob_bytes, kMaxDataBlobStored) + (64u << 10);
+}
+
+}  // namespace
+
+int PackSaver::UploadThreads(Repository& repo, const PackSaverOptions& options) {
+  return std::max(1, options.upload_threads > 0 ? options.upload_threads
+                                                : repo.backend().Properties().max_connections);
+}
 
 PackSaver::PackSaver(Repository& repo, PackSaverOptions options)
-    : repo_(repo), options_(options) {
-  int n = options_.upload_threads > 0 ? options_.upload_threads
-                                      : repo_.backend().Properties().max_connections;
-  n = std::max(1, n);
+    : repo_(repo),
+      options_(options),
+      // Every finished data pack that may exist at once (see max_queued_packs) plus the open one.
+      pack_buffers_(static_cast<size_t>(UploadThreads(repo, options) +
+                                        std::max(0, options.max_queued_packs) + 1)) {
+  const int n = UploadThreads(repo, options);
   for (int i = 0; i < n; i++) {
     threads_.emplace_back([this](std::stop_token st) { UploadLoop(st); });
   }
@@ -27,32 +49,42 @@ void PackSaver::SetError(const Status& s) {
 
 Status PackSaver::Add(BlobType type, const Id& id, Bytes stored, uint32_t uncompressed_length,
                       uint64_t plain_size) {
-  PendingPack ready;
-  bool have_ready = false;
-  {
-    std::lock_guard lock(build_mu_);
-    PackBuilder& b = builders_[static_cast<int>(type)];
-    // Target + one maximal blob + header: the pack never reallocates.
-    if (b.count() == 0) b.Reserve(repo_.options().pack_size + stored.size() + (64u << 10));
-    b.Add(type, id, stored, uncompressed_length);
-    // §7.3: finish when blob data reaches the target, or the header would pass 16 MiB.
-    if (b.data_size() >= repo_.options().pack_size ||
-        b.header_size() + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead) {
-      ready.data = b.Finish(repo_.key(), &ready.blobs);
-      have_ready = true;
+  std::lock_guard build_lock(build_mu_);
+  PackBuilder& b = builders_[static_cast<int>(type)];
+  // Target + one maximal blob + header: the pack never reallocates (a pack is finished once its
+  // data reaches the target, so the blob that crosses it can be any blob that comes).
+  if (b.count() == 0) {
+    const size_t cap = PackBufferBytes(repo_.options().pack_size, stored.size());
+    // Data packs reuse the pages of uploaded ones. The tree pack of a large-file backup stays open
+    // and small for the whole run: it gets a reservation, which costs only the pages it fills.
+    if (type == BlobType::kData) {
+      b.UseBuffer(pack_buffers_.Take(cap));
+    } else {
+      b.Reserve(cap);
     }
   }
+  b.Add(type, id, stored, uncompressed_length);
+  // §7.3: finish when blob data reaches the target, or the header would pass 16 MiB.
+  const bool full = b.data_size() >= repo_.options().pack_size ||
+                    b.header_size() + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead;
   std::unique_lock lock(mu_);
   stats_.blobs[static_cast<int>(type)]++;
   stats_.plain_bytes += plain_size;
-  if (!have_ready) return error_;
-  cv_.wait(lock, [&] {
-    return !error_.ok() || queue_.size() < static_cast<size_t>(options_.max_queued_packs);
-  });
-  if (!error_.ok()) return error_;
+  if (!full) return error_;
+  // Wait for room with build_mu_ held, so that finished packs never pile up in the hands of
+  // blocked callers: one full pack waits here, and no other caller can start a new one.
+  FSB_RETURN_IF_ERROR(WaitForRoomLocked(lock));
+  PendingPack ready;
+  ready.data = b.Finish(repo_.key(), &ready.blobs);
   queue_.push_back(std::move(ready));
   cv_.notify_all();
   return Status::Ok();
+}
+
+Status PackSaver::WaitForRoomLocked(std::unique_lock<std::mutex>& lock) {
+  const size_t max_alive = threads_.size() + static_cast<size_t>(std::max(0, options_.max_queued_packs));
+  cv_.wait(lock, [&] { return !error_.ok() || queue_.size() + in_flight_ < max_alive; });
+  return error_;
 }
 
 Status PackSaver::UploadOne(PendingPack& p) {
@@ -126,6 +158,7 @@ void PackSaver::UploadLoop(std::stop_token stop) {
       cv_.notify_all();
     }
     Status s = UploadOne(p);
+    pack_buffers_.Give(std::move(p.data));  // before it stops counting against the budget
     std::lock_guard lock(mu_);
     in_flight_--;
     if (!s.ok()) SetError(s);
@@ -135,17 +168,12 @@ void PackSaver::UploadLoop(std::stop_token stop) {
 
 Status PackSaver::Finish() {
   for (int t = 0; t < 2; t++) {
-    PendingPack ready;
-    {
-      std::lock_guard lock(build_mu_);
-      if (builders_[t].count() == 0) continue;
-      ready.data = builders_[t].Finish(repo_.key(), &ready.blobs);
-    }
+    std::lock_guard build_lock(build_mu_);
+    if (builders_[t].count() == 0) continue;
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] {
-      return !error_.ok() || queue_.size() < static_cast<size_t>(options_.max_queued_packs);
-    });
-    if (!error_.ok()) return error_;
+    FSB_RETURN_IF_ERROR(WaitForRoomLocked(lock));
+    PendingPack ready;
+    ready.data = builders_[t].Finish(repo_.key(), &ready.blobs);
     queue_.push_back(std::move(ready));
     cv_.notify_all();
   }
