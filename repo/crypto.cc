@@ -252,28 +252,12 @@ Status VerifyMac(const CryptoKey& key, ByteView sealed) {
 }
 
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed) {
-  if (!key.Valid()) return Status::InvalidArgument("invalid key: all-zero part");
-  if (sealed.size() < kCryptoOverhead) {
-    return Status::Corruption("ciphertext verification failed: " + std::to_string(sealed.size()) +
-                              " bytes is shorter than the 32-byte overhead");
-  }
-  const uint8_t* iv = sealed.data();
-  if (IsAllZero(ByteView(iv, kIvSize))) {
-    return Status::Corruption("ciphertext verification failed: all-zero IV");
-  }
-  const size_t n = sealed.size() - kCryptoOverhead;
-  const uint8_t* ct = iv + kIvSize;
-  ThreadContexts& c = Contexts();
   // Authenticate first, decrypt only what is authentic (§2.2).
-  std::array<uint8_t, kMacSize> mac;
-  MacStream ms(c, key, iv);
-  ms.Update(ct, n);
-  ms.Final(mac.data());
-  if (CRYPTO_memcmp(mac.data(), ct + n, kMacSize) != 0) {
-    return Status::Corruption("ciphertext verification failed");
-  }
+  FSB_RETURN_IF_ERROR(VerifyMac(key, sealed));
+  const size_t n = sealed.size() - kCryptoOverhead;
+  const uint8_t* iv = sealed.data();
   Bytes plain(n);
-  CtrStream(c.ctr.get(), key, iv).Apply(ct, plain.data(), n);
+  CtrStream(Contexts().ctr.get(), key, iv).Apply(iv + kIvSize, plain.data(), n);
   return plain;
 }
 
