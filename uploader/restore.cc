@@ -69,9 +69,27 @@ int CreateFile(int dfd, const std::string& name, int access, bool* fresh) {
   int fd = openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd >= 0 || errno != EEXIST) return fd;
   *fresh = false;
-  fd = openat(dfd, name.c_str(), access | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // O_NONBLOCK: a fifo planted at the name must not hang the restore in open (it changes nothing
+  // for a regular file); and only a regular file may be truncated and written: a device node in
+  // the way would take our bytes.
+  fd = openat(dfd, name.c_str(), access | O_CREAT | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (ftruncate(fd, 0) == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0) return fd;
+      const int err = errno;
+      close(fd);
+      errno = err;
+      return -1;
+    }
+    close(fd);
+    fd = -1;
+    errno = ELOOP;  // not a regular file: replaced below like a symlink
+  } else if (errno == ENXIO) {
+    errno = ELOOP;  // a fifo without a reader (O_NONBLOCK|O_WRONLY): replaced below
+  }
   if (fd < 0 && (errno == ELOOP || errno == EISDIR)) {
-    // Something else is in the way (a symlink or an empty dir): replace it, never follow it.
+    // Something else is in the way (a symlink, a dir, a fifo, a device): replace it, never follow it.
     if (unlinkat(dfd, name.c_str(), 0) != 0) unlinkat(dfd, name.c_str(), AT_REMOVEDIR);
     fd = openat(dfd, name.c_str(), access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     *fresh = fd >= 0;

@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -613,6 +614,26 @@ TEST_F(BackupRestoreTest, PlantedSymlinksInTargetAreNeverFollowed) {
   EXPECT_EQ(testing::ReadFileToString(out / "a.txt"), "new a");
   EXPECT_EQ(testing::ReadFileToString(out / "old.txt"), "new content");
   EXPECT_EQ(fs::status(out / "old.txt").permissions(), fs::perms(0640));
+}
+
+TEST_F(BackupRestoreTest, PlantedFifoAndDeviceAreReplacedNeitherWaitedOnNorWritten) {
+  Write(src_ / "fifo.txt", ToBytes("was a fifo"));
+  Write(src_ / "dev.txt", ToBytes("was a device"));
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  fs::path out = dir_.path() / "out";
+  fs::create_directories(out);
+  // A fifo with no reader: opening it for writing would block the restore forever.
+  ASSERT_EQ(mkfifo((out / "fifo.txt").c_str(), 0600), 0);
+  // A character device (/dev/null's numbers): writing "into the file" would go to the device.
+  const bool have_dev = mknod((out / "dev.txt").c_str(), S_IFCHR | 0600, makedev(1, 3)) == 0;
+  auto rs = Restore(sum->snapshot_id, out);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(out / "fifo.txt")));
+  EXPECT_EQ(testing::ReadFileToString(out / "fifo.txt"), "was a fifo");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(out / "dev.txt"))) << "device planted: " << have_dev;
+  EXPECT_EQ(testing::ReadFileToString(out / "dev.txt"), "was a device");
 }
 
 TEST_F(BackupRestoreTest, StopRequestCancelsRestore) {
