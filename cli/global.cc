@@ -118,7 +118,8 @@ Result<std::unique_ptr<repo::RepoLock>> LockRepository(const GlobalOptions& g, r
   repo::LockOptions lo;
   lo.retry_for = retry;
   // A shared lock's second look runs while the command reads the index and its source; the
-  // repository's write barrier holds back every write until it passed.
+  // repository's write barrier holds back every write until it passed. (Not with --retry-lock:
+  // RepoLock then looks twice before returning, so that a racing prune can be waited out.)
   lo.confirm_in_background = true;
   FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::RepoLock> lock,
                        repo::RepoLock::Acquire(r, exclusive, lo));

@@ -146,7 +146,8 @@ RepoLock::RepoLock(Repository& repo, LockInfo info, Id id, const LockOptions& op
       info_(std::move(info)),
       id_(id),
       last_write_(std::chrono::steady_clock::now()),
-      confirmed_(confirmed) {
+      confirmed_(confirmed),
+      confirmed_at_start_(confirmed) {
   refresher_ = std::jthread([this](std::stop_token st) { RefreshLoop(st); });
 }
 
@@ -197,7 +198,7 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
       info.gid = getgid();
       std::string j = EncodeLock(info);
       FSB_ASSIGN_OR_RETURN(Id id, repo.SaveUnpacked(FileType::kLock, AsBytes(j)));
-      if (!exclusive && options.confirm_in_background) {
+      if (!exclusive && options.confirm_in_background && options.retry_for.count() == 0) {
         std::unique_ptr<RepoLock> lock(new RepoLock(repo, std::move(info), id, options, false));
         RepoLock* raw = lock.get();
         repo.SetWriteBarrier([raw] { return raw->WaitConfirmed(); });
@@ -302,7 +303,7 @@ RepoLock::~RepoLock() {
   cv_.notify_all();
   if (refresher_.joinable()) refresher_.join();
   // The write barrier Acquire installed points at this lock.
-  if (!exclusive_ && options_.confirm_in_background) repo_.SetWriteBarrier(nullptr);
+  if (!confirmed_at_start_) repo_.SetWriteBarrier(nullptr);
   const Id id = this->id();
   Status s = repo_.backend().Remove(Handle{FileType::kLock, id.Hex()});
   if (!s.ok() && s.code() != StatusCode::kNotFound)

@@ -56,7 +56,9 @@ struct LockOptions {
   // the index and walks its source. The caller must not write to the repository before
   // WaitConfirmed() is OK; Acquire installs that as the repository's write barrier, so every
   // pack, index and snapshot write waits for it. Exclusive lockers (prune, forget) always confirm
-  // before Acquire returns: they delete.
+  // before Acquire returns: they delete. Ignored with a retry_for: a conflict found by the
+  // background look cannot be waited out (what the caller read meanwhile may be pruned away), so a
+  // caller that wants to wait for the lock gets the look before Acquire returns, with retries.
   bool confirm_in_background = false;
 };
 
@@ -118,6 +120,7 @@ class RepoLock {
   mutable std::condition_variable confirm_cv_;
   bool confirmed_ = false;                            // guarded by mu_
   Status confirm_status_;                             // guarded by mu_
+  const bool confirmed_at_start_;  // false: confirmed in the background, a write barrier is ours
   std::mutex refresh_mu_;                             // one refresh at a time
   std::jthread refresher_;
 };

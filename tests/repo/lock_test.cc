@@ -112,6 +112,19 @@ TEST_F(LockTest, ExclusiveLockerRacingABackgroundConfirmationStopsEveryWrite) {
   EXPECT_FALSE(snapshot_written);
 }
 
+TEST_F(LockTest, RetryingLockerLooksTwiceBeforeReturningEvenIfAskedForTheBackground) {
+  LockOptions o;
+  o.confirm_in_background = true;
+  o.retry_for = std::chrono::seconds(5);
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  // Confirmed before Acquire returned: no write barrier, so an exclusive locker arriving now is
+  // the one that must back off (its own second look sees us), not us.
+  PlantLock(Other(true, 0));
+  EXPECT_TRUE((*l)->WaitConfirmed().ok());
+  EXPECT_TRUE(repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}"))).ok());
+}
+
 TEST_F(LockTest, SharedLockBlocksExclusiveOnly) {
   PlantLock(Other(false, 60));
   EXPECT_TRUE(RepoLock::Acquire(*repo_, false).ok());
