@@ -239,9 +239,10 @@ class Backup {
   Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
   void WorkerLoop();
   void EncodeLoop();
-  // Encodes and stores a new data blob; `check` is the xxHash of the bytes `id` was computed
-  // from, against which the encoded form is proven (repo::EncodeBlobChecked).
-  Status StoreBlob(const Id& id, uint64_t check, ByteView plain);
+  // Encodes and stores a new blob; `check` is the xxHash of the bytes `id` was computed from,
+  // against which the encoded form is proven (repo::EncodeBlobChecked). A failure ends the backup
+  // (Fail) and returns kCancelled.
+  Status StoreBlob(BlobType type, const Id& id, uint64_t check, ByteView plain);
   Status ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes);
   Result<std::vector<Node>> LoadParentTree(const std::optional<Id>& id, const std::string& path);
   std::optional<Id> ChooseParent(const std::vector<std::string>& abs_paths, const repo::Timestamp& now);
@@ -309,13 +310,7 @@ void Backup::Complete(DirState* d) {
   Id id = Id::Hash(tree);
   const uint64_t check = Checksum(tree.data(), tree.size());
   if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id)) {
-    uint32_t ulen = 0;
-    Result<Bytes> stored = repo::EncodeBlobChecked(
-        repo_.key(), BlobType::kTree, tree, repo_.version(), repo_.options().compression, &ulen,
-        [check](ByteView decoded) { return Checksum(decoded.data(), decoded.size()) == check; });
-    Status s = stored.ok() ? saver_.Add(BlobType::kTree, id, std::move(*stored), ulen, tree.size())
-                           : stored.status().WithContext("tree of " + d->path);
-    if (!s.ok()) Fail(s);
+    StoreBlob(BlobType::kTree, id, check, tree).IgnoreError();  // a failure is in the error slot
     tree_blobs_++;
   }
   if (!d->parent_subtree) {
@@ -604,7 +599,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
           return Status::Cancelled("backup stopped");
         }
       } else {
-        Status saved = StoreBlob(id, check, chunk);
+        Status saved = StoreBlob(BlobType::kData, id, check, chunk);
         if (!saved.ok()) return saved;
       }
     }
@@ -714,12 +709,12 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   return Status::Ok();
 }
 
-Status Backup::StoreBlob(const Id& id, uint64_t check, ByteView plain) {
+Status Backup::StoreBlob(BlobType type, const Id& id, uint64_t check, ByteView plain) {
   uint32_t ulen = 0;
   Result<Bytes> stored = repo::EncodeBlobChecked(
-      repo_.key(), BlobType::kData, plain, repo_.version(), repo_.options().compression, &ulen,
+      repo_.key(), type, plain, repo_.version(), repo_.options().compression, &ulen,
       [check](ByteView decoded) { return Checksum(decoded.data(), decoded.size()) == check; });
-  Status saved = stored.ok() ? saver_.Add(BlobType::kData, id, std::move(*stored), ulen, plain.size())
+  Status saved = stored.ok() ? saver_.Add(type, id, std::move(*stored), ulen, plain.size())
                              : stored.status();
   if (!saved.ok()) {
     // A repository failure ends the whole backup, unlike a file that cannot be read.
@@ -732,7 +727,7 @@ Status Backup::StoreBlob(const Id& id, uint64_t check, ByteView plain) {
 void Backup::EncodeLoop() {
   while (std::optional<EncodeJob> job = encode_queue_.Pop()) {
     if (failed_.load(std::memory_order_relaxed)) continue;  // drain quietly
-    StoreBlob(job->id, job->check, job->plain).IgnoreError();  // a failure is already in the error slot
+    StoreBlob(BlobType::kData, job->id, job->check, job->plain).IgnoreError();  // a failure is already in the error slot
   }
 }
 

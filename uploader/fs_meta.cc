@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -404,6 +405,39 @@ Status CreateSpecial(int dir_fd, const Node& n) {
   return Status::Ok();
 }
 
+// The steps ApplyMetadata and ApplyMetadataToFd share; each takes the system call that reaches
+// the entry its own way.
+
+// restic (like cp -a and rsync -a) reports a denied chown only when running as root.
+void KeepChownError(Status& first, int err, const std::string& name) {
+  if (!((err == EPERM || err == EACCES) && geteuid() != 0)) {
+    KeepFirst(first, Status::FromErrno(err, "chown", name));
+  }
+}
+
+// Sets n.xattrs one by one with `set(name, value, size)` (0 or -1 with errno); ENOTSUP is ignored,
+// as restic does; `error(errno, op)` makes the status of any other failure.
+template <typename Set, typename Error>
+void SetXattrs(const Node& n, Status& first, const Set& set, const Error& error) {
+  for (const repo::ExtendedAttribute& x : n.xattrs) {
+    if (x.name.find('\0') != std::string::npos) {
+      KeepFirst(first, Status::InvalidArgument("setxattr " + n.name + ": name contains NUL"));
+      continue;
+    }
+    if (set(x.name.c_str(), x.value.data(), x.value.size()) != 0) {
+      const int err = errno;
+      if (XattrUnsupported(err)) continue;
+      KeepFirst(first, error(err, "setxattr " + x.name));
+    }
+  }
+}
+
+// atime and mtime of `n` as utimensat/futimens take them.
+std::array<struct timespec, 2> NodeTimes(const Node& n) {
+  return {{{static_cast<time_t>(n.atime.sec), static_cast<long>(n.atime.nsec)},
+           {static_cast<time_t>(n.mtime.sec), static_cast<long>(n.mtime.nsec)}}};
+}
+
 Status ApplyMetadata(int dir_fd, const Node& n, const RestoreMetaOptions& opts) {
   FSB_RETURN_IF_ERROR(CheckName(n.name));
   if (n.type == NodeType::kSocket) return Status::Ok();
@@ -426,27 +460,18 @@ Status ApplyMetadata(int dir_fd, const Node& n, const RestoreMetaOptions& opts) 
   // 1. Owner. A symlink fd with AT_EMPTY_PATH changes the link itself, like lchown.
   if (opts.restore_owner && (st.st_uid != n.uid || st.st_gid != n.gid)) {
     if (fchownat(fd.get(), "", n.uid, n.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      const int err = errno;
-      // restic (like cp -a and rsync -a) reports a denied chown only when running as root.
-      if (!((err == EPERM || err == EACCES) && geteuid() != 0)) {
-        KeepFirst(first, Status::FromErrno(err, "chown", n.name));
-      }
+      KeepChownError(first, errno, n.name);
     }
   }
 
   if (!is_symlink) {
     // 2. Extended attributes, after the chown (which drops security.capability).
-    for (const repo::ExtendedAttribute& x : n.xattrs) {
-      if (x.name.find('\0') != std::string::npos) {
-        KeepFirst(first, Status::InvalidArgument("setxattr " + n.name + ": name contains NUL"));
-        continue;
-      }
-      if (setxattr(self.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) {
-        const int err = errno;
-        if (XattrUnsupported(err)) continue;  // restic ignores ENOTSUP too
-        KeepFirst(first, ProcErrno(err, "setxattr " + x.name, n.name));
-      }
-    }
+    SetXattrs(
+        n, first,
+        [&](const char* name, const void* value, size_t size) {
+          return setxattr(self.c_str(), name, value, size, 0);
+        },
+        [&](int err, const std::string& op) { return ProcErrno(err, op, n.name); });
     // 3. Mode, after the chown, which clears setuid/setgid. fchmod refuses O_PATH fds; the
     // /proc link reaches the same inode (it is what glibc's fchmodat(AT_SYMLINK_NOFOLLOW) does).
     const mode_t mode = repo::StatModeFromGo(n.mode) & 07777;
@@ -456,10 +481,8 @@ Status ApplyMetadata(int dir_fd, const Node& n, const RestoreMetaOptions& opts) 
   }
 
   // 4. Times, last: the steps above may have touched the entry.
-  const struct timespec times[2] = {
-      {static_cast<time_t>(n.atime.sec), static_cast<long>(n.atime.nsec)},
-      {static_cast<time_t>(n.mtime.sec), static_cast<long>(n.mtime.nsec)},
-  };
+  const std::array<struct timespec, 2> t = NodeTimes(n);
+  const struct timespec* times = t.data();
   // A symlink's /proc link cannot be followed to the link itself, so a symlink is named again,
   // without following: at worst that reaches another entry of dir_fd, never anything outside.
   const int rc = is_symlink ? utimensat(dir_fd, n.name.c_str(), times, AT_SYMLINK_NOFOLLOW)
@@ -484,38 +507,21 @@ Status ApplyMetadataToFd(int fd, const Node& n, const RestoreMetaOptions& opts,
       owner = FileOwner{st.st_uid, st.st_gid};
     }
     if (owner->uid != n.uid || owner->gid != n.gid) {
-      if (fchown(fd, n.uid, n.gid) != 0) {
-        const int err = errno;
-        // restic (like cp -a and rsync -a) reports a denied chown only when running as root.
-        if (!((err == EPERM || err == EACCES) && geteuid() != 0)) {
-          KeepFirst(first, Status::FromErrno(err, "chown", n.name));
-        }
-      }
+      if (fchown(fd, n.uid, n.gid) != 0) KeepChownError(first, errno, n.name);
     }
   }
   // 2. Extended attributes, after the chown (which drops security.capability).
-  for (const repo::ExtendedAttribute& x : n.xattrs) {
-    if (x.name.find('\0') != std::string::npos) {
-      KeepFirst(first, Status::InvalidArgument("setxattr " + n.name + ": name contains NUL"));
-      continue;
-    }
-    if (fsetxattr(fd, x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) {
-      const int err = errno;
-      if (XattrUnsupported(err)) continue;  // restic ignores ENOTSUP too
-      KeepFirst(first, Status::FromErrno(err, "setxattr " + x.name, n.name));
-    }
-  }
+  SetXattrs(
+      n, first,
+      [&](const char* name, const void* value, size_t size) { return fsetxattr(fd, name, value, size, 0); },
+      [&](int err, const std::string& op) { return Status::FromErrno(err, op, n.name); });
   // 3. Mode, after the chown (which clears setuid/setgid) and the xattrs (see ApplyMetadata).
   if (fchmod(fd, repo::StatModeFromGo(n.mode) & 07777) != 0) {
     KeepFirst(first, Status::FromErrno(errno, "chmod", n.name));
   }
   // 4. Times, last: the steps above change ctime only, but writes through other fds of the
   // file must be over by now (the caller's job).
-  const struct timespec times[2] = {
-      {static_cast<time_t>(n.atime.sec), static_cast<long>(n.atime.nsec)},
-      {static_cast<time_t>(n.mtime.sec), static_cast<long>(n.mtime.nsec)},
-  };
-  if (futimens(fd, times) != 0) KeepFirst(first, Status::FromErrno(errno, "utimensat", n.name));
+  if (futimens(fd, NodeTimes(n).data()) != 0) KeepFirst(first, Status::FromErrno(errno, "utimensat", n.name));
   return first;
 }
 
