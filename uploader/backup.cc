@@ -69,30 +69,43 @@ struct EncodeJob {
   Bytes plain;
 };
 
-// A blocking queue of bounded size.
+// A blocking queue of bounded size. A producer blocked on a full queue is woken only once the
+// queue has drained to half (not after every pop): the walker then refills it in one go instead
+// of trading the CPU with a worker for every file (perf: the per-file wake-ups were ~130 k context
+// switches and ~8 % of an initial backup's CPU).
 template <typename T>
 class BoundedQueue {
  public:
-  explicit BoundedQueue(size_t cap) : cap_(cap) {}
+  explicit BoundedQueue(size_t cap) : cap_(cap), refill_at_(cap / 2) {}
   // Blocks while full; false if closed.
   bool Push(T&& v) {
     std::unique_lock l(mu_);
-    not_full_.wait(l, [&] { return closed_ || q_.size() < cap_; });
+    if (!closed_ && q_.size() >= cap_) {
+      blocked_producers_++;
+      not_full_.wait(l, [&] { return closed_ || q_.size() <= refill_at_; });
+      blocked_producers_--;
+    }
     if (closed_) return false;
     q_.push_back(std::move(v));
+    const bool wake = idle_consumers_ > 0;
     l.unlock();
-    not_empty_.notify_one();
+    if (wake) not_empty_.notify_one();
     return true;
   }
   // Blocks while empty; nullopt once closed and drained.
   std::optional<T> Pop() {
     std::unique_lock l(mu_);
-    not_empty_.wait(l, [&] { return closed_ || !q_.empty(); });
+    if (!closed_ && q_.empty()) {
+      idle_consumers_++;
+      not_empty_.wait(l, [&] { return closed_ || !q_.empty(); });
+      idle_consumers_--;
+    }
     if (q_.empty()) return std::nullopt;
     T v = std::move(q_.front());
     q_.pop_front();
+    const bool wake = blocked_producers_ > 0 && q_.size() <= refill_at_;
     l.unlock();
-    not_full_.notify_one();
+    if (wake) not_full_.notify_all();
     return v;
   }
   void Close() {
@@ -107,8 +120,11 @@ class BoundedQueue {
   std::condition_variable not_empty_;
   std::condition_variable not_full_;
   std::deque<T> q_;  // guarded by mu_
-  size_t cap_;
-  bool closed_ = false;  // guarded by mu_
+  const size_t cap_;
+  const size_t refill_at_;        // a blocked producer goes on at this size or below
+  int blocked_producers_ = 0;     // guarded by mu_
+  int idle_consumers_ = 0;        // guarded by mu_
+  bool closed_ = false;           // guarded by mu_
 };
 
 // Whether a file's pages were in the page cache before the backup read them.
