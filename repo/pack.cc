@@ -74,14 +74,14 @@ void PackBuilder::Add(BlobType type, const Id& id, ByteView stored, uint32_t unc
   b.length = static_cast<uint32_t>(stored.size());
   b.uncompressed_length = uncompressed_length;
   blobs_.push_back(b);
-  header_size_ += uncompressed_length ? kCompressedEntrySize : kPlainEntrySize;
+  header_size_ += PackHeaderEntrySize(uncompressed_length);
   Append(data_, stored);
 }
 
-Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) {
+void AppendPackHeader(const CryptoKey& key, const std::vector<PackedBlob>& blobs, Bytes& out) {
   Bytes header;
-  header.reserve(header_size());
-  for (const auto& b : blobs_) {
+  header.reserve(blobs.size() * kCompressedEntrySize);
+  for (const auto& b : blobs) {
     // §7.1: type byte 0/1 plain, 2/3 zstd.
     uint8_t t = static_cast<uint8_t>(b.type) + (b.uncompressed_length ? 2 : 0);
     header.push_back(t);
@@ -89,10 +89,14 @@ Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) 
     if (b.uncompressed_length) AppendLE32(header, b.uncompressed_length);
     header.insert(header.end(), b.id.bytes.begin(), b.id.bytes.end());
   }
+  const size_t before = out.size();
+  SealAppend(key, header, out);
+  AppendLE32(out, static_cast<uint32_t>(out.size() - before));
+}
+
+Bytes PackBuilder::Finish(const CryptoKey& key, std::vector<PackedBlob>* blobs) {
   Bytes pack = std::move(data_);
-  size_t before = pack.size();
-  SealAppend(key, header, pack);
-  AppendLE32(pack, static_cast<uint32_t>(pack.size() - before));
+  AppendPackHeader(key, blobs_, pack);
   *blobs = std::move(blobs_);
   data_ = Bytes();
   blobs_.clear();

@@ -62,6 +62,13 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
 // failure, a bad frame, a size mismatch or a hash mismatch.
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored);
 
+// Appends a pack's tail for `blobs` to `out`: the sealed header and its 4-byte length (§7.1).
+void AppendPackHeader(const CryptoKey& key, const std::vector<PackedBlob>& blobs, Bytes& out);
+// The plaintext header size of one entry.
+inline size_t PackHeaderEntrySize(uint32_t uncompressed_length) {
+  return uncompressed_length ? kCompressedEntrySize : kPlainEntrySize;
+}
+
 // Builds one pack in memory. One thread.
 class PackBuilder {
  public:

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -43,6 +44,11 @@ struct PackSaverOptions {
   // it need that). prune turns it off: it keeps its own record of every blob, and 64–128 bytes a
   // repacked blob would double its memory.
   bool update_repository_index = true;
+  // Write packs straight into the backend's spool files where it offers them (the local backend:
+  // unnamed O_TMPFILE files in data/), instead of building each in memory: the blobs go to the
+  // file as they come, so a pack costs no memory while it is built, written and synced. Off:
+  // always build in memory and Save.
+  bool spool = true;
 };
 
 struct PackSaverStats {
@@ -72,10 +78,37 @@ class PackSaver {
   PackSaverStats stats() const;
 
  private:
+  // A pack written into a spool file: callers of Add write their blobs themselves, outside the
+  // build lock, at offsets handed out under it; whoever ends the last write of a sealed pack
+  // queues it for upload.
+  struct SpooledPack {
+    std::unique_ptr<SpoolFile> file;
+    std::vector<PackedBlob> blobs;  // guarded by build_mu_ until sealed, then read-only
+    uint64_t data_size = 0;         // guarded by build_mu_ until sealed
+    uint64_t header_size = 0;       // guarded by build_mu_
+    // Small blobs are gathered here (one write for many); it holds the file's bytes from
+    // staged_offset on. Guarded by build_mu_.
+    Bytes staged;
+    uint64_t staged_offset = 0;
+    std::mutex mu;
+    int writers = 0;      // guarded by mu: WriteAt calls not yet returned
+    bool sealed = false;  // guarded by mu: no more blobs come
+    Status error;         // guarded by mu: the first failed write
+  };
   struct PendingPack {
-    Bytes data;
+    Bytes data;                           // a pack built in memory, or
+    std::shared_ptr<SpooledPack> spooled; // one written into a spool file
     std::vector<PackedBlob> blobs;
   };
+  Status AddSpooled(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length,
+                    uint64_t plain_size, std::unique_lock<std::mutex>& build_lock);
+  // Ends the open spooled pack of `type` (build_mu_ held); it is queued once its writes are done.
+  Status SealSpooledLocked(BlobType type);
+  // Drops one writer of `pack`; the last writer of a sealed pack queues it.
+  void WriterDone(const std::shared_ptr<SpooledPack>& pack, const Status& write);
+  Status UploadSpooled(PendingPack& p);
+  // A pack is durable: index its blobs and count it.
+  Status Stored(const Id& id, uint64_t size, std::vector<PackedBlob> blobs);
   static int UploadThreads(Repository& repo, const PackSaverOptions& options);
   void UploadLoop(std::stop_token stop);
   Status UploadOne(PendingPack& p);
@@ -90,12 +123,17 @@ class PackSaver {
 
   std::mutex build_mu_;
   PackBuilder builders_[2];  // guarded by build_mu_; data, tree
+  // Whether the backend offers spool files: unknown until the first Add asks it.
+  enum class Spooling { kUnknown, kYes, kNo };
+  Spooling spooling_ = Spooling::kUnknown;       // guarded by build_mu_
+  std::shared_ptr<SpooledPack> spooled_[2];      // guarded by build_mu_; the open ones
   BufferPool pack_buffers_;  // uploaded packs' buffers, reused for data packs
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<PendingPack> queue_;  // guarded by mu_
   int in_flight_ = 0;              // guarded by mu_
+  int sealing_ = 0;                // guarded by mu_: sealed spooled packs still being written
   Status error_;                   // guarded by mu_
   IndexFile pending_index_;        // guarded by mu_
   size_t pending_index_blobs_ = 0; // guarded by mu_

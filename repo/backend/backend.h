@@ -37,6 +37,23 @@ struct BackendProperties {
   bool local = true;        // true when reads are cheap (no per-request latency)
 };
 
+// A file given to the backend in pieces and published under its name only when complete: a pack,
+// whose name is the hash of its content and so is known only at the end. Nothing of it is visible
+// in the repository before Publish, and an unpublished file leaves nothing behind, also when the
+// process dies (the local backend uses an unnamed O_TMPFILE inode).
+class SpoolFile {
+ public:
+  virtual ~SpoolFile() = default;  // discards the file unless it was published
+  // Safe for concurrent calls on disjoint ranges.
+  virtual Status WriteAt(uint64_t offset, ByteView data) = 0;
+  // Reads back what was written; kCorruption if the file ends first.
+  virtual Status ReadAt(uint64_t offset, MutableByteView out) = 0;
+  // Durable and visible under `h` on return, atomically (readers see all of it or nothing). An
+  // existing file of that name is left (names are content hashes). Call at most once, after
+  // every WriteAt returned.
+  virtual Status Publish(const Handle& h) = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -57,6 +74,12 @@ class Backend {
   // Creates the layout for a new repository (directories, where the backend has them).
   virtual Status Create() = 0;
   virtual BackendProperties Properties() const = 0;
+  // A file of `type` to be written in pieces (see SpoolFile), for backends that can take one
+  // without the caller holding it in memory. nullptr: not offered (use Save); the default.
+  virtual Result<std::unique_ptr<SpoolFile>> CreateSpool(FileType type) {
+    (void)type;
+    return std::unique_ptr<SpoolFile>();
+  }
 };
 
 }  // namespace fsb::repo

@@ -2,6 +2,9 @@
 #include "repo/repository.h"
 
 #include <gmock/gmock.h>
+#include <atomic>
+#include <filesystem>
+#include <thread>
 #include <gtest/gtest.h>
 
 #include "repo/backend/local/local_backend.h"
@@ -154,6 +157,103 @@ TEST_F(RepositoryTest, FailedPackUploadIsReportedAndNothingIndexed) {
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_THAT(s.message(), HasSubstr("save pack"));
   EXPECT_EQ((*r)->IndexSize(), 0u);
+}
+
+// Local repositories get their packs through spool files (written as blobs come, never held in
+// memory). Four threads add small blobs (gathered into one write) and big ones (written directly);
+// each pack on disk must be named by the SHA-256 of its bytes, have a valid header listing exactly
+// the blobs it holds, and every blob must load back.
+TEST_F(RepositoryTest, SpooledPacksAreCompleteAndNamedByTheirHash) {
+  testing::TempDir dir;
+  auto be = LocalBackend::Open((dir.path() / "r").string(), {.max_connections = 2, .create_if_missing = true});
+  ASSERT_TRUE(be.ok());
+  RepositoryOptions ro;
+  ro.pack_size = 3u << 20;  // several packs from a few MB
+  auto r = Repository::Init(std::move(*be), kPassword, FastInit(), ro);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<Bytes> plains;
+  for (int i = 0; i < 120; i++) {
+    plains.push_back(testing::SeededRandomBytes(i, i % 10 == 0 ? 400000 : 1000 + 997 * i));
+  }
+  uint64_t packs = 0;
+  {
+    PackSaver saver(**r);
+    std::vector<std::thread> threads;
+    std::atomic<bool> ok{true};
+    for (int t = 0; t < 4; t++) {
+      threads.emplace_back([&, t] {
+        for (size_t i = t; i < plains.size(); i += 4) {
+          uint32_t ulen = 0;
+          const BlobType type = i % 7 == 3 ? BlobType::kTree : BlobType::kData;
+          Id id = Id::Hash(plains[i]);
+          if (!(*r)->ReserveBlob(type, id)) continue;
+          Bytes stored = EncodeBlob((*r)->key(), type, plains[i], 2, CompressionMode::kAuto, &ulen);
+          if (!saver.Add(type, id, std::move(stored), ulen, plains[i].size()).ok()) ok = false;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(ok.load());
+    Status fin = saver.Finish();
+    ASSERT_TRUE(fin.ok()) << fin.ToString();
+    packs = saver.stats().packs;
+  }
+  EXPECT_GE(packs, 3u);
+  size_t blobs_in_packs = 0;
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path() / "r" / "data")) {
+    if (!e.is_regular_file()) continue;
+    files++;
+    const std::string name = e.path().filename().string();
+    const std::string bytes = testing::ReadFileToString(e.path());
+    EXPECT_EQ(Id::Hash(AsBytes(bytes)).Hex(), name);
+    Result<Id> id = Id::FromHex(name);
+    ASSERT_TRUE(id.ok());
+    uint64_t need = 0;
+    Result<std::vector<PackedBlob>> header =
+        ParsePackHeader((*r)->key(), *id, bytes.size(), AsBytes(bytes), 2, &need);
+    ASSERT_TRUE(header.ok()) << header.status().ToString();
+    blobs_in_packs += header->size();
+    EXPECT_EQ(std::filesystem::status(e.path()).permissions() & std::filesystem::perms::owner_write,
+              std::filesystem::perms::none);
+  }
+  EXPECT_EQ(files, packs);
+  EXPECT_EQ(blobs_in_packs, plains.size());
+  for (size_t i = 0; i < plains.size(); i++) {
+    const BlobType type = i % 7 == 3 ? BlobType::kTree : BlobType::kData;
+    Result<Bytes> b = (*r)->LoadBlob(type, Id::Hash(plains[i]));
+    ASSERT_TRUE(b.ok()) << i << ": " << b.status().ToString();
+    EXPECT_EQ(*b, plains[i]);
+  }
+}
+
+// A spooled pack whose publication fails is reported, indexes nothing and leaves no file.
+TEST_F(RepositoryTest, FailedSpooledPackLeavesNothingBehind) {
+  testing::TempDir dir;
+  auto be = LocalBackend::Open((dir.path() / "r").string(), {.max_connections = 2, .create_if_missing = true});
+  ASSERT_TRUE(be.ok());
+  auto faulty = std::make_unique<testing::FaultyBackend>(**be);
+  testing::FaultyBackend* f = faulty.get();
+  auto r = Repository::Init(std::move(faulty), kPassword, FastInit());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  f->FailAlways(testing::BackendOp::kSave, Status::Unavailable("disk went away"));
+  {
+    PackSaver saver(**r);
+    for (int i = 0; i < 5; i++) {
+      Bytes plain = testing::SeededRandomBytes(i, 300000);
+      uint32_t ulen = 0;
+      Bytes stored = EncodeBlob((*r)->key(), BlobType::kData, plain, 2, CompressionMode::kAuto, &ulen);
+      ASSERT_TRUE(saver.Add(BlobType::kData, Id::Hash(plain), std::move(stored), ulen, plain.size()).ok());
+    }
+    Status s = saver.Finish();
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+    EXPECT_THAT(s.message(), HasSubstr("save pack"));
+  }
+  EXPECT_GE(f->Calls(testing::BackendOp::kSave), 1);  // the spool's Publish went through the wrapper
+  EXPECT_EQ((*r)->IndexSize(), 0u);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path() / "r" / "data")) {
+    EXPECT_FALSE(e.is_regular_file()) << e.path();
+  }
 }
 
 TEST_F(RepositoryTest, OpensResticFixturesAndLoadsEverything) {

@@ -129,6 +129,32 @@ Status FaultyBackend::Save(const Handle& h, ByteView data) {
   return s;
 }
 
+class FaultyBackend::FaultySpool : public repo::SpoolFile {
+ public:
+  FaultySpool(FaultyBackend& owner, std::unique_ptr<repo::SpoolFile> inner)
+      : owner_(owner), inner_(std::move(inner)) {}
+  Status WriteAt(uint64_t offset, ByteView data) override { return inner_->WriteAt(offset, data); }
+  Status ReadAt(uint64_t offset, MutableByteView out) override { return inner_->ReadAt(offset, out); }
+  Status Publish(const Handle& h) override {
+    Decision d = owner_.OnCall(BackendOp::kSave, &h);
+    if (d.fail_before) return *d.fail_before;
+    Status s = inner_->Publish(h);
+    if (s.ok() && d.fail_after) return *d.fail_after;
+    return s;
+  }
+
+ private:
+  FaultyBackend& owner_;
+  std::unique_ptr<repo::SpoolFile> inner_;
+};
+
+Result<std::unique_ptr<repo::SpoolFile>> FaultyBackend::CreateSpool(repo::FileType type) {
+  if (!offer_spool) return std::unique_ptr<repo::SpoolFile>();
+  FSB_ASSIGN_OR_RETURN(std::unique_ptr<repo::SpoolFile> inner, inner_.CreateSpool(type));
+  if (!inner) return inner;
+  return std::unique_ptr<repo::SpoolFile>(new FaultySpool(*this, std::move(inner)));
+}
+
 Result<Bytes> FaultyBackend::Load(const Handle& h, uint64_t offset, uint64_t length) {
   Decision d = OnCall(BackendOp::kLoad, &h);
   if (d.fail_before) return *d.fail_before;

@@ -75,8 +75,13 @@ class FaultyBackend : public repo::Backend {
   Status Remove(const repo::Handle& h) override;
   Status Create() override;
   repo::BackendProperties Properties() const override { return inner_.Properties(); }
+  // Forwards the wrapped backend's spool files (unless offer_spool is off); a spool file's
+  // Publish is a Save of its handle here: counted, and failed or crashed like one.
+  Result<std::unique_ptr<repo::SpoolFile>> CreateSpool(repo::FileType type) override;
+  bool offer_spool = true;
 
  private:
+  class FaultySpool;
   struct ActiveFault {
     Fault fault;
     int seen = 0;  // matching calls since it was added

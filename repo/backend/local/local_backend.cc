@@ -248,6 +248,82 @@ Status LocalBackend::Save(const Handle& h, ByteView data) {
       .WithContext(fmt::format("save {}", rel));
 }
 
+class LocalBackend::LocalSpool : public SpoolFile {
+ public:
+  LocalSpool(const LocalBackend& backend, Fd file, std::string dir_rel)
+      : backend_(backend), file_(std::move(file)), dir_rel_(std::move(dir_rel)) {}
+
+  Status WriteAt(uint64_t offset, ByteView data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::pwrite(file_.get(), data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno(errno, "write", Name());
+      }
+      done += static_cast<size_t>(n);
+    }
+    return Status::Ok();
+  }
+
+  Status ReadAt(uint64_t offset, MutableByteView out) override {
+    return PreadAll(file_.get(), out, offset, Name());
+  }
+
+  Status Publish(const Handle& h) override {
+    FSB_RETURN_IF_ERROR(CheckHandle(h));
+    const std::string rel = h.Path();
+    auto fail = [&](const Status& s) { return s.WithContext(fmt::format("save {}", rel)); };
+    // As Save: read-only before the fsync, so the mode is as durable as the content.
+    if (::fchmod(file_.get(), backend_.readonly_mode_) != 0 && errno != EPERM && errno != EACCES &&
+        errno != ENOTSUP) {
+      return fail(Status::FromErrno(errno, "chmod", Name()));
+    }
+    if (Status s = Sync(file_.get(), /*is_dir=*/false, Name()); !s.ok()) return fail(s);
+    const std::pair<std::string, std::string> split = SplitPath(rel);
+    Result<Fd> dir = backend_.OpenDir(split.first, /*create=*/true);
+    if (!dir.ok()) return fail(dir.status());
+    // Giving the unnamed inode a name: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, the /proc link
+    // needs /proc; either is atomic (the name appears with the complete, synced content).
+    int rc = ::linkat(file_.get(), "", dir->get(), split.second.c_str(), AT_EMPTY_PATH);
+    if (rc != 0 && (errno == EPERM || errno == ENOENT || errno == EACCES)) {
+      const std::string proc = fmt::format("/proc/self/fd/{}", file_.get());
+      rc = ::linkat(AT_FDCWD, proc.c_str(), dir->get(), split.second.c_str(), AT_SYMLINK_FOLLOW);
+    }
+    // The same name is the same content: a pack saved before (a retried backup) is kept.
+    if (rc != 0 && errno != EEXIST) {
+      return fail(Status::FromErrno(errno, "link", backend_.FullPath(rel)));
+    }
+    file_.Reset();
+    return Sync(dir->get(), /*is_dir=*/true, backend_.FullPath(split.first))
+        .WithContext(fmt::format("save {}", rel));
+  }
+
+ private:
+  std::string Name() const { return backend_.FullPath(dir_rel_) + "/(unnamed pack being written)"; }
+
+  const LocalBackend& backend_;
+  Fd file_;
+  const std::string dir_rel_;
+};
+
+Result<std::unique_ptr<SpoolFile>> LocalBackend::CreateSpool(FileType type) {
+  // The type's top directory ("data" for packs): the same file system as the final name.
+  const std::string sample = Handle{type, std::string(64, '0')}.Path();
+  const size_t slash = sample.find('/');
+  const std::string dir_rel = slash == std::string::npos ? std::string() : sample.substr(0, slash);
+  FSB_ASSIGN_OR_RETURN(Fd dir, OpenDir(dir_rel, /*create=*/true));
+  Fd file(::openat(dir.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, temp_mode_));
+  if (!file.valid()) {
+    const int err = errno;
+    // No O_TMPFILE on this file system (or kernel): not offered, the caller uses Save.
+    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) return std::unique_ptr<SpoolFile>();
+    return Status::FromErrno(err, "create", FullPath(dir_rel) + "/(unnamed file)");
+  }
+  return std::unique_ptr<SpoolFile>(new LocalSpool(*this, std::move(file), dir_rel));
+}
+
 Result<Bytes> LocalBackend::Load(const Handle& h, uint64_t offset, uint64_t length) {
   FSB_RETURN_IF_ERROR(CheckHandle(h));
   const std::string rel = h.Path();

@@ -61,8 +61,14 @@ class LocalBackend : public Backend {
   BackendProperties Properties() const override {
     return {.max_connections = options_.max_connections, .local = true};
   }
+  // An unnamed file (O_TMPFILE) in the type's directory; Publish fsyncs it, makes it read-only,
+  // links it under its final name (making missing directories) and fsyncs that directory. A
+  // crash before Publish leaves nothing (no temp names to clean up). nullptr when the file system
+  // has no O_TMPFILE (callers then use Save).
+  Result<std::unique_ptr<SpoolFile>> CreateSpool(FileType type) override;
 
  private:
+  class LocalSpool;
   LocalBackend(std::string path, Options options, Fd root, bool group_access);
 
   // path_ + "/" + rel, for messages.

@@ -180,6 +180,61 @@ TEST_F(LocalBackendTest, FailedSaveRemovesItsTempFile) {
   EXPECT_EQ(Tree(repo_ / "keys"), (std::set<std::string>{key + "/", key + "/blocker/"}));
 }
 
+// A spool file is invisible until published (written in pieces, out of order), then appears
+// complete and read-only at the restic path; the repository holds nothing else afterwards.
+TEST_F(LocalBackendTest, SpoolFileAppearsOnlyWhenPublished) {
+  auto be = CreateRepo();
+  ASSERT_NE(be, nullptr);
+  const std::set<std::string> before = Tree(repo_);
+  Result<std::unique_ptr<SpoolFile>> spool = be->CreateSpool(FileType::kPack);
+  ASSERT_TRUE(spool.ok()) << spool.status().ToString();
+  if (*spool == nullptr) GTEST_SKIP() << "no O_TMPFILE on this file system";
+  const Bytes content = SeededRandomBytes(7, 300000);
+  ASSERT_TRUE((*spool)->WriteAt(100000, ByteView(content).subspan(100000)).ok());
+  ASSERT_TRUE((*spool)->WriteAt(0, ByteView(content).first(100000)).ok());
+  EXPECT_EQ(Tree(repo_), before);  // nothing named yet, not even a temp file
+  Bytes back(1000);
+  ASSERT_TRUE((*spool)->ReadAt(99500, back).ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), content.begin() + 99500));
+  EXPECT_EQ((*spool)->ReadAt(299500, back).code(), StatusCode::kCorruption);  // past the end
+
+  const Handle h{FileType::kPack, "ef" + IdName(8).substr(2)};
+  Status s = (*spool)->Publish(h);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  spool->reset();
+  EXPECT_EQ(ReadFileToString(repo_ / h.Path()), AsString(content));
+  EXPECT_EQ(ModeOf(repo_ / h.Path()), 0400u);
+  std::set<std::string> want = before;
+  want.insert("data/ef/" + h.name);
+  EXPECT_EQ(Tree(repo_), want);
+}
+
+// A spool file dropped before Publish (a failed or interrupted backup) leaves nothing behind; a
+// bad name is refused; publishing under an existing name keeps the existing file (same name,
+// same content).
+TEST_F(LocalBackendTest, UnpublishedSpoolLeavesNothingAndExistingNameIsKept) {
+  auto be = CreateRepo();
+  ASSERT_NE(be, nullptr);
+  const std::set<std::string> before = Tree(repo_);
+  {
+    Result<std::unique_ptr<SpoolFile>> spool = be->CreateSpool(FileType::kPack);
+    ASSERT_TRUE(spool.ok());
+    if (*spool == nullptr) GTEST_SKIP() << "no O_TMPFILE on this file system";
+    ASSERT_TRUE((*spool)->WriteAt(0, SeededRandomBytes(9, 5000)).ok());
+    EXPECT_EQ((*spool)->Publish({FileType::kPack, "not-hex"}).code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(Tree(repo_), before);
+
+  const Handle h{FileType::kPack, IdName(10)};
+  ASSERT_TRUE(be->Save(h, ToBytes("stored before")).ok());
+  Result<std::unique_ptr<SpoolFile>> spool = be->CreateSpool(FileType::kPack);
+  ASSERT_TRUE(spool.ok());
+  ASSERT_TRUE((*spool)->WriteAt(0, ToBytes("stored again")).ok());
+  Status s = (*spool)->Publish(h);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ReadFileToString(repo_ / h.Path()), "stored before");
+}
+
 TEST_F(LocalBackendTest, ReplacedFileStaysReadOnly) {
   auto be = CreateRepo();
   ASSERT_NE(be, nullptr);
