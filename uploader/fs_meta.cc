@@ -492,7 +492,7 @@ Status ApplyMetadata(int dir_fd, const Node& n, const RestoreMetaOptions& opts) 
 }
 
 Status ApplyMetadataToFd(int fd, const Node& n, const RestoreMetaOptions& opts,
-                         std::optional<FileOwner> owner) {
+                         std::optional<FileOwner> owner, bool mode_is_set) {
   if (n.type != NodeType::kFile && n.type != NodeType::kDir) {
     return Status::InvalidArgument("restore metadata " + n.name + ": type " +
                                    std::string(repo::NodeTypeName(n.type)) + " has no writable fd");
@@ -516,7 +516,7 @@ Status ApplyMetadataToFd(int fd, const Node& n, const RestoreMetaOptions& opts,
       [&](const char* name, const void* value, size_t size) { return fsetxattr(fd, name, value, size, 0); },
       [&](int err, const std::string& op) { return Status::FromErrno(err, op, n.name); });
   // 3. Mode, after the chown (which clears setuid/setgid) and the xattrs (see ApplyMetadata).
-  if (fchmod(fd, repo::StatModeFromGo(n.mode) & 07777) != 0) {
+  if (!mode_is_set && fchmod(fd, repo::StatModeFromGo(n.mode) & 07777) != 0) {
     KeepFirst(first, Status::FromErrno(errno, "chmod", n.name));
   }
   // 4. Times, last: the steps above change ctime only, but writes through other fds of the

@@ -97,8 +97,10 @@ struct FileOwner {
 // std::nullopt costs an fstat. The chown is skipped when the owner already matches.
 // kInvalidArgument for any other node type (symlinks and special files have no such fd: use
 // ApplyMetadata). The caller guarantees that `fd` is of n.type; it is borrowed for the call.
+// `mode_is_set`: the caller created the file with its final mode (no special bits, no xattrs,
+// not narrowed by the umask), so the fchmod is skipped.
 Status ApplyMetadataToFd(int fd, const repo::Node& n, const RestoreMetaOptions& opts,
-                         std::optional<FileOwner> owner);
+                         std::optional<FileOwner> owner, bool mode_is_set = false);
 
 // Makes `name` in `dir_fd_target` a hard link to `existing_name` in `dir_fd_existing` (linkat;
 // restic restores nodes with links > 1 and the same inode and device_id this way).

@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -554,6 +555,47 @@ TEST_F(BackupRestoreTest, FilesOfOneOrManyPacksLinksAndEmptyFilesGetTheirMetadat
   ASSERT_EQ(stat((out / "d/link1").c_str(), &l1), 0);
   ASSERT_EQ(stat((out / "link2").c_str(), &l2), 0);
   EXPECT_EQ(l1.st_ino, l2.st_ino);
+}
+
+// New files are created with their final mode when the umask leaves it intact (no fchmod then);
+// every mode must come back exactly whatever the umask: bits the umask would strip, setuid,
+// setgid and sticky bits, read-only and no-permission files, with and without xattrs.
+TEST_F(BackupRestoreTest, ModesComeBackExactlyUnderAnyUmask) {
+  const std::vector<std::pair<std::string, mode_t>> files = {
+      {"m644", 0644}, {"m600", 0600}, {"m755", 0755}, {"m666", 0666}, {"m777", 0777},
+      {"m444", 0444}, {"m640", 0640}, {"m000", 0000}, {"m4755", 04755}, {"m2750", 02750},
+      {"m1755", 01755}, {"big644", 0644}};
+  for (const auto& [name, mode] : files) {
+    Write(src_ / name, name == "big644" ? testing::SeededRandomBytes(3, 3 << 20) : ToBytes(name));
+    ASSERT_EQ(chmod((src_ / name).c_str(), mode), 0) << name;
+  }
+  Write(src_ / "xattr644", ToBytes("x"));
+  const bool have_xattr =
+      setxattr((src_ / "xattr644").c_str(), "user.fsb", "v", 1, 0) == 0;
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  const mode_t old_mask = umask(022);
+  for (mode_t mask : {mode_t(022), mode_t(077), mode_t(0), mode_t(0777)}) {
+    umask(mask);
+    fs::path out = dir_.path() / ("out" + std::to_string(mask));
+    auto rs = Restore(sum->snapshot_id, out);
+    umask(022);
+    ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+    EXPECT_TRUE(rs->metadata_errors.empty()) << rs->metadata_errors[0];
+    for (const auto& [name, mode] : files) {
+      struct stat st;
+      ASSERT_EQ(lstat((out / name).c_str(), &st), 0) << name;
+      EXPECT_EQ(st.st_mode & 07777, mode) << name << " under umask 0" << std::oct << mask;
+    }
+    if (have_xattr) {
+      char v[4] = {};
+      EXPECT_EQ(lgetxattr((out / "xattr644").c_str(), "user.fsb", v, sizeof v), 1);
+    }
+    struct stat st;
+    ASSERT_EQ(lstat((out / "xattr644").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0644u);
+  }
+  umask(old_mask);
 }
 
 // A pack of many files is written by several workers, in parts that never split a file.
