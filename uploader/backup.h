@@ -50,9 +50,11 @@ struct BackupOptions {
   //   file workers × (8 MiB + read_bytes)                     thread-local read buffers
   // + (encode_queue + encode workers) × 8 MiB                 chunk copies being encoded
   // + (encode workers + file workers) × 2 × 8 MiB             zstd frame + sealed blob
-  // + PackSaver's packs (repo/pack_saver.h): (uploads + 1) × 24 MiB, + the open tree pack
+  // + PackSaver's packs (repo/pack_saver.h): none on a local repository (written into spool
+  //   files as they grow, 2 × 1 MiB gathering small blobs), else (uploads + 1) × 24 MiB + the
+  //   open tree pack
   // + per upload thread 2 × 8 MiB                              verify before upload
-  // On 2 CPUs with a local repository: 18 + 32 + 64 + 72 + 32 MiB; measured peak RSS 139-148 MiB for
+  // On 2 CPUs with a local repository: 18 + 32 + 64 + 2 + 32 MiB; measured peak RSS ~106 MiB for
   // 1 GiB random + 512 MiB text + a sparse 2 GiB file (bench/RESULTS.md).
   size_t read_bytes = 1u << 20;
   // Instead of `targets`: back up the contents of this open directory (borrowed for the call),
