@@ -60,26 +60,33 @@ size_t CompressInto(ByteView plain, CompressionMode mode, uint8_t* dst, size_t c
 
 }  // namespace
 
+size_t ZstdCompressBound(size_t plain_size) { return ZSTD_compressBound(plain_size); }
+
+size_t ZstdCompressInto(ByteView plain, CompressionMode mode, MutableByteView dst) {
+  FSB_CHECK(dst.size() >= ZSTD_compressBound(plain.size()));
+  return CompressInto(plain, mode, dst.data(), dst.size());
+}
+
 Bytes ZstdCompress(ByteView plain, CompressionMode mode) {
   Bytes out(ZSTD_compressBound(plain.size()));
   out.resize(CompressInto(plain, mode, out.data(), out.size()));
   return out;
 }
 
-Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
-  // Refuse early, without allocating, what cannot be right: a first frame that states more than
-  // expected, or a size no frame of this length can produce.
+Status ZstdDecompressInto(ByteView frame, MutableByteView out) {
+  const uint64_t expected_size = out.size();
+  // Refuse early what cannot be right: a first frame that states more than expected, or a size
+  // no frame of this length can produce.
   const unsigned long long stated = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (stated == ZSTD_CONTENTSIZE_ERROR) return Status::Corruption("zstd: not a valid frame");
   if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > expected_size) {
     return Status::Corruption("zstd: frame holds " + std::to_string(stated) + " bytes, want " +
                               std::to_string(expected_size));
   }
-  if (expected_size / kMaxRatio > frame.size() || expected_size > SIZE_MAX) {
+  if (expected_size / kMaxRatio > frame.size()) {
     return Status::Corruption("zstd: " + std::to_string(frame.size()) + "-byte frame cannot hold " +
                               std::to_string(expected_size) + " bytes");
   }
-  Bytes out(expected_size);
   const size_t n =
       ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), frame.data(), frame.size());
   if (ZSTD_isError(n)) {
@@ -90,6 +97,19 @@ Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
     return Status::Corruption("zstd: frame holds " + std::to_string(n) + " bytes, want " +
                               std::to_string(expected_size));
   }
+  return Status::Ok();
+}
+
+Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
+  // Checked before allocating: a size from a corrupt index must not become a huge buffer.
+  const unsigned long long stated = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (stated == ZSTD_CONTENTSIZE_ERROR) return Status::Corruption("zstd: not a valid frame");
+  if (expected_size / kMaxRatio > frame.size() || expected_size > SIZE_MAX) {
+    return Status::Corruption("zstd: " + std::to_string(frame.size()) + "-byte frame cannot hold " +
+                              std::to_string(expected_size) + " bytes");
+  }
+  Bytes out(expected_size);
+  FSB_RETURN_IF_ERROR(ZstdDecompressInto(frame, out));
   return out;
 }
 

@@ -15,9 +15,15 @@ enum class CompressionMode { kOff, kAuto, kMax };
 // One zstd frame of `plain`: level 3 for kAuto, 19 for kMax; no checksum, content size recorded.
 // kOff is a caller bug (FSB_CHECK).
 Bytes ZstdCompress(ByteView plain, CompressionMode mode);
+// ZstdCompress into `dst`, which must hold ZstdCompressBound(plain.size()) bytes; returns the frame
+// length. For callers with a buffer of their own (no zero-filled allocation per blob).
+size_t ZstdCompressInto(ByteView plain, CompressionMode mode, MutableByteView dst);
+size_t ZstdCompressBound(size_t plain_size);
 // Decompresses one frame that must yield exactly `expected_size` bytes (blobs: the index's
 // uncompressed_length). kCorruption otherwise.
 Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size);
+// ZstdDecompressExact into `out`, whose size is the expected size.
+Status ZstdDecompressInto(ByteView frame, MutableByteView out);
 // Decompresses in streaming mode (restic's frames may lack the content size), refusing output
 // above `max_size`. kCorruption on a bad frame.
 Result<Bytes> ZstdDecompressStream(ByteView frame, uint64_t max_size = uint64_t(1) << 32);

@@ -251,13 +251,20 @@ Status VerifyMac(const CryptoKey& key, ByteView sealed) {
   return Status::Ok();
 }
 
-Result<Bytes> Open(const CryptoKey& key, ByteView sealed) {
+Status OpenInto(const CryptoKey& key, ByteView sealed, MutableByteView out) {
   // Authenticate first, decrypt only what is authentic (§2.2).
   FSB_RETURN_IF_ERROR(VerifyMac(key, sealed));
   const size_t n = sealed.size() - kCryptoOverhead;
+  FSB_CHECK(out.size() == n);
   const uint8_t* iv = sealed.data();
-  Bytes plain(n);
-  CtrStream(Contexts().ctr.get(), key, iv).Apply(iv + kIvSize, plain.data(), n);
+  CtrStream(Contexts().ctr.get(), key, iv).Apply(iv + kIvSize, out.data(), n);
+  return Status::Ok();
+}
+
+Result<Bytes> Open(const CryptoKey& key, ByteView sealed) {
+  if (sealed.size() < kCryptoOverhead) return VerifyMac(key, sealed);  // the error, before allocating
+  Bytes plain(sealed.size() - kCryptoOverhead);
+  FSB_RETURN_IF_ERROR(OpenInto(key, sealed, plain));
   return plain;
 }
 

@@ -61,6 +61,9 @@ void SealAppend(const CryptoKey& key, ByteView plain, Bytes& out);
 // "ciphertext verification failed" on a bad MAC, a short input or an all-zero IV;
 // kInvalidArgument if `key` is not Valid().
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed);
+// Open into `out`, which must be sealed.size() - kCryptoOverhead bytes (a sealed input shorter
+// than the overhead is kCorruption, as in Open).
+Status OpenInto(const CryptoKey& key, ByteView sealed, MutableByteView out);
 // Open's checks without the decryption: OK if the MAC of `sealed` is right (constant time).
 Status VerifyMac(const CryptoKey& key, ByteView sealed);
 

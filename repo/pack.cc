@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <memory>
 
 #include "repo/backend/backend.h"
 
@@ -19,8 +20,12 @@ Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t r
     return Seal(key, plain);
   }
   *uncompressed_length = static_cast<uint32_t>(plain.size());
-  Bytes frame = ZstdCompress(plain, mode == CompressionMode::kOff ? CompressionMode::kAuto : mode);
-  return Seal(key, frame);
+  // The frame goes into an uninitialised buffer (a Bytes would be zero-filled first, for nothing).
+  const size_t bound = ZstdCompressBound(plain.size());
+  std::unique_ptr<uint8_t[]> frame = std::make_unique_for_overwrite<uint8_t[]>(bound);
+  const size_t n = ZstdCompressInto(plain, mode == CompressionMode::kOff ? CompressionMode::kAuto : mode,
+                                    MutableByteView(frame.get(), bound));
+  return Seal(key, ByteView(frame.get(), n));
 }
 
 Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView plain,
@@ -37,12 +42,20 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
                                         "not stored",
                                         BlobTypeName(type), plain.size(), what));
   };
-  Result<Bytes> opened = Open(key, stored);
-  if (!opened.ok()) return fail("does not open");
+  // Decrypted and decompressed into uninitialised buffers: both are overwritten in full.
+  if (stored.size() < kCryptoOverhead) return fail("does not open");
+  const size_t opened_size = stored.size() - kCryptoOverhead;
+  std::unique_ptr<uint8_t[]> opened = std::make_unique_for_overwrite<uint8_t[]>(opened_size);
+  if (!OpenInto(key, stored, MutableByteView(opened.get(), opened_size)).ok()) {
+    return fail("does not open");
+  }
   if (*uncompressed_length != 0) {
-    Result<Bytes> back = ZstdDecompressExact(*opened, *uncompressed_length);
-    if (!back.ok() || !same(*back)) return fail("does not decompress to the hashed input");
-  } else if (!same(*opened)) {
+    std::unique_ptr<uint8_t[]> back = std::make_unique_for_overwrite<uint8_t[]>(*uncompressed_length);
+    const MutableByteView back_view(back.get(), *uncompressed_length);
+    if (!ZstdDecompressInto(ByteView(opened.get(), opened_size), back_view).ok() || !same(back_view)) {
+      return fail("does not decompress to the hashed input");
+    }
+  } else if (!same(ByteView(opened.get(), opened_size))) {
     return fail("does not decrypt to the hashed input");
   }
   return stored;
@@ -50,14 +63,22 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
 
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored) {
   auto name = [&] { return fmt::format("{} blob {}", BlobTypeName(blob.type), blob.id.Short()); };
-  Result<Bytes> opened = Open(key, stored);
-  if (!opened.ok()) return opened.status().WithContext(name());
   Bytes plain;
-  if (blob.uncompressed_length != 0) {
-    Result<Bytes> d = ZstdDecompressExact(*opened, blob.uncompressed_length);
+  if (blob.uncompressed_length != 0 && stored.size() >= kCryptoOverhead) {
+    // The frame is decrypted into an uninitialised buffer; only the result is a Bytes.
+    const size_t frame_size = stored.size() - kCryptoOverhead;
+    std::unique_ptr<uint8_t[]> frame = std::make_unique_for_overwrite<uint8_t[]>(frame_size);
+    Status opened = OpenInto(key, stored, MutableByteView(frame.get(), frame_size));
+    if (!opened.ok()) return opened.WithContext(name());
+    Result<Bytes> d = ZstdDecompressExact(ByteView(frame.get(), frame_size), blob.uncompressed_length);
     if (!d.ok()) return d.status().WithContext(name());
     plain = std::move(*d);
   } else {
+    Result<Bytes> opened = Open(key, stored);
+    if (!opened.ok()) return opened.status().WithContext(name());
+    if (blob.uncompressed_length != 0) {  // unreachable: a short input does not open
+      return Status::Corruption(name() + ": too short");
+    }
     plain = std::move(*opened);
   }
   if (Id::Hash(plain) != blob.id) {
