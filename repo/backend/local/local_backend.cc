@@ -248,6 +248,19 @@ Status LocalBackend::Save(const Handle& h, ByteView data) {
       .WithContext(fmt::format("save {}", rel));
 }
 
+namespace {
+
+// Gives the unnamed (O_TMPFILE) inode `fd` the name `name` in `dir`, atomically. AT_EMPTY_PATH
+// needs CAP_DAC_READ_SEARCH, the /proc link needs /proc. 0, or -1 with errno set.
+int LinkUnnamed(int fd, int dir, const char* name) {
+  if (::linkat(fd, "", dir, name, AT_EMPTY_PATH) == 0) return 0;
+  if (errno != EPERM && errno != ENOENT && errno != EACCES) return -1;
+  const std::string proc = fmt::format("/proc/self/fd/{}", fd);
+  return ::linkat(AT_FDCWD, proc.c_str(), dir, name, AT_SYMLINK_FOLLOW);
+}
+
+}  // namespace
+
 class LocalBackend::LocalSpool : public SpoolFile {
  public:
   LocalSpool(const LocalBackend& backend, Fd file, std::string dir_rel)
@@ -284,15 +297,9 @@ class LocalBackend::LocalSpool : public SpoolFile {
     const std::pair<std::string, std::string> split = SplitPath(rel);
     Result<Fd> dir = backend_.OpenDir(split.first, /*create=*/true);
     if (!dir.ok()) return fail(dir.status());
-    // Giving the unnamed inode a name: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, the /proc link
-    // needs /proc; either is atomic (the name appears with the complete, synced content).
-    int rc = ::linkat(file_.get(), "", dir->get(), split.second.c_str(), AT_EMPTY_PATH);
-    if (rc != 0 && (errno == EPERM || errno == ENOENT || errno == EACCES)) {
-      const std::string proc = fmt::format("/proc/self/fd/{}", file_.get());
-      rc = ::linkat(AT_FDCWD, proc.c_str(), dir->get(), split.second.c_str(), AT_SYMLINK_FOLLOW);
-    }
-    // The same name is the same content: a pack saved before (a retried backup) is kept.
-    if (rc != 0 && errno != EEXIST) {
+    // The name appears with the complete, synced content. The same name is the same content: a
+    // pack saved before (a retried backup) is kept.
+    if (LinkUnnamed(file_.get(), dir->get(), split.second.c_str()) != 0 && errno != EEXIST) {
       return fail(Status::FromErrno(errno, "link", backend_.FullPath(rel)));
     }
     file_.Reset();
@@ -314,12 +321,26 @@ Result<std::unique_ptr<SpoolFile>> LocalBackend::CreateSpool(FileType type) {
   const size_t slash = sample.find('/');
   const std::string dir_rel = slash == std::string::npos ? std::string() : sample.substr(0, slash);
   FSB_ASSIGN_OR_RETURN(Fd dir, OpenDir(dir_rel, /*create=*/true));
+  if (spool_state_.load() == kSpoolRefused) return std::unique_ptr<SpoolFile>();
   Fd file(::openat(dir.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, temp_mode_));
   if (!file.valid()) {
     const int err = errno;
     // No O_TMPFILE on this file system (or kernel): not offered, the caller uses Save.
-    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) return std::unique_ptr<SpoolFile>();
+    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) {
+      spool_state_.store(kSpoolRefused);
+      return std::unique_ptr<SpoolFile>();
+    }
     return Status::FromErrno(err, "create", FullPath(dir_rel) + "/(unnamed file)");
+  }
+  if (spool_state_.load() == kSpoolUnknown) {
+    // Once per backend: can an unnamed file be given a name here at all (no CAP_DAC_READ_SEARCH
+    // and no /proc: no)? Otherwise every pack would fail at its end, not fall back to Save.
+    Fd probe(::openat(dir.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, temp_mode_));
+    const std::string name = TempName(".fsb-link-probe");
+    const bool linked = probe.valid() && LinkUnnamed(probe.get(), dir.get(), name.c_str()) == 0;
+    if (linked) ::unlinkat(dir.get(), name.c_str(), 0);
+    spool_state_.store(linked ? kSpoolOffered : kSpoolRefused);
+    if (!linked) return std::unique_ptr<SpoolFile>();
   }
   return std::unique_ptr<SpoolFile>(new LocalSpool(*this, std::move(file), dir_rel));
 }

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -64,7 +65,8 @@ class LocalBackend : public Backend {
   // An unnamed file (O_TMPFILE) in the type's directory; Publish fsyncs it, makes it read-only,
   // links it under its final name (making missing directories) and fsyncs that directory. A
   // crash before Publish leaves nothing (no temp names to clean up). nullptr when the file system
-  // has no O_TMPFILE (callers then use Save).
+  // has no O_TMPFILE, or when such a file cannot be linked here (no CAP_DAC_READ_SEARCH and no
+  // /proc; probed once): callers then use Save.
   Result<std::unique_ptr<SpoolFile>> CreateSpool(FileType type) override;
 
  private:
@@ -85,7 +87,9 @@ class LocalBackend : public Backend {
   const Fd root_;               // O_RDONLY | O_DIRECTORY of path_; only used through *at() calls
   const mode_t dir_mode_;       // 0700, or 0770 when config is group-readable (§1.1)
   const mode_t temp_mode_;      // 0600 or 0660: the temp file while it is written
-  const mode_t readonly_mode_;  // 0400 or 0440: the file once saved
+  const mode_t readonly_mode_;
+  enum { kSpoolUnknown, kSpoolOffered, kSpoolRefused };
+  mutable std::atomic<int> spool_state_{kSpoolUnknown};  // 0400 or 0440: the file once saved
 };
 
 }  // namespace fsb::repo
