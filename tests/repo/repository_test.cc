@@ -27,6 +27,13 @@ InitOptions FastInit(uint32_t version = 2) {
   return o;
 }
 
+// Encodes `plain` as restic does and hands it to `saver`.
+Status AddEncoded(PackSaver& saver, Repository& r, BlobType type, const Bytes& plain) {
+  uint32_t ulen = 0;
+  Bytes stored = EncodeBlob(r.key(), type, plain, r.version(), CompressionMode::kAuto, &ulen);
+  return saver.Add(type, Id::Hash(plain), std::move(stored), ulen, plain.size());
+}
+
 class RepositoryTest : public ::testing::Test {
  protected:
   std::unique_ptr<Repository> InitMem(uint32_t version = 2) {
@@ -149,10 +156,7 @@ TEST_F(RepositoryTest, FailedPackUploadIsReportedAndNothingIndexed) {
   ASSERT_TRUE(r.ok());
   f->FailAlways(testing::BackendOp::kSave, Status::Unavailable("HTTP 503"));
   PackSaver saver(**r);
-  Bytes plain = testing::SeededRandomBytes(1, 1000);
-  uint32_t ulen = 0;
-  Bytes stored = EncodeBlob((*r)->key(), BlobType::kData, plain, 2, CompressionMode::kAuto, &ulen);
-  ASSERT_TRUE(saver.Add(BlobType::kData, Id::Hash(plain), std::move(stored), ulen, plain.size()).ok());
+  ASSERT_TRUE(AddEncoded(saver, **r, BlobType::kData, testing::SeededRandomBytes(1, 1000)).ok());
   Status s = saver.Finish();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_THAT(s.message(), HasSubstr("save pack"));
@@ -183,12 +187,9 @@ TEST_F(RepositoryTest, SpooledPacksAreCompleteAndNamedByTheirHash) {
     for (int t = 0; t < 4; t++) {
       threads.emplace_back([&, t] {
         for (size_t i = t; i < plains.size(); i += 4) {
-          uint32_t ulen = 0;
           const BlobType type = i % 7 == 3 ? BlobType::kTree : BlobType::kData;
-          Id id = Id::Hash(plains[i]);
-          if (!(*r)->ReserveBlob(type, id)) continue;
-          Bytes stored = EncodeBlob((*r)->key(), type, plains[i], 2, CompressionMode::kAuto, &ulen);
-          if (!saver.Add(type, id, std::move(stored), ulen, plains[i].size()).ok()) ok = false;
+          if (!(*r)->ReserveBlob(type, Id::Hash(plains[i]))) continue;
+          if (!AddEncoded(saver, **r, type, plains[i]).ok()) ok = false;
         }
       });
     }
@@ -240,10 +241,7 @@ TEST_F(RepositoryTest, FailedSpooledPackLeavesNothingBehind) {
   {
     PackSaver saver(**r);
     for (int i = 0; i < 5; i++) {
-      Bytes plain = testing::SeededRandomBytes(i, 300000);
-      uint32_t ulen = 0;
-      Bytes stored = EncodeBlob((*r)->key(), BlobType::kData, plain, 2, CompressionMode::kAuto, &ulen);
-      ASSERT_TRUE(saver.Add(BlobType::kData, Id::Hash(plain), std::move(stored), ulen, plain.size()).ok());
+      ASSERT_TRUE(AddEncoded(saver, **r, BlobType::kData, testing::SeededRandomBytes(i, 300000)).ok());
     }
     Status s = saver.Finish();
     EXPECT_EQ(s.code(), StatusCode::kUnavailable);
