@@ -3,36 +3,23 @@
 // VELERO_NAMESPACE, VELERO_SCRATCH_DIR, AWS_SHARED_CREDENTIALS_FILE) fills in what is not given.
 // SIGTERM or SIGINT: running jobs are handed back (phase New), the last status patch finishes,
 // then the process exits 0.
-#include <fmt/format.h>
-#include <signal.h>
 
-#include <cstdlib>
-#include <iostream>
-#include <thread>
 
 #include "agent/agent.h"
 #include "agent/http_server.h"
 #include "base/log.h"
+#include "cli/daemon.h"
 #include "cli/global.h"
 #include "kube/client.h"
-#include "kube/config.h"
 
 namespace fsb::cli {
 namespace {
 
-std::string EnvOr(const char* name, std::string fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : std::move(fallback);
-}
-
 struct AgentFlags {
   agent::AgentOptions options;
-  std::string kubeconfig;
+  DaemonFlags daemon;
   std::string metrics_address = ":8085";
   std::string progress_interval = "10s";
-  std::string resync = "30s";
-  std::string log_format = "text";
-  std::string log_level = "info";
 };
 
 }  // namespace
@@ -57,22 +44,16 @@ void AddAgentCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out)
   sub->add_option("--metrics-address", flags->metrics_address,
                   "/metrics, /healthz, /readyz listen address")
       ->capture_default_str();
-  sub->add_option("--kubeconfig", flags->kubeconfig,
-                  "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)");
   sub->add_option("--progress-interval", flags->progress_interval,
                   "minimum time between progress patches")
       ->capture_default_str();
-  sub->add_option("--resync", flags->resync, "re-examine every object this often")
-      ->capture_default_str();
+  AddDaemonFlags(sub, flags->daemon, "re-examine every object this often");
   sub->add_option("--scratch-dir", o.scratch_dir,
                   "scratch directory (default $VELERO_SCRATCH_DIR, else /scratch)");
   sub->add_option("--credentials-file", o.credentials_file,
                   "object store credentials file (default $AWS_SHARED_CREDENTIALS_FILE)");
   sub->add_option("--max-resumes", o.max_resumes,
                   "restarts of an interrupted backup before it fails")
-      ->capture_default_str();
-  sub->add_option("--log-format", flags->log_format, "text or json")->capture_default_str();
-  sub->add_option("--log-level", flags->log_level, "debug, info, warn, error")
       ->capture_default_str();
   out.push_back(
       {sub, [&g, flags]() -> int {
@@ -85,49 +66,24 @@ void AddAgentCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>& out)
          Result<std::chrono::seconds> pi = ParseDuration(flags->progress_interval);
          if (!pi.ok()) return Fail(g, pi.status().WithContext("--progress-interval"));
          o.progress_interval = *pi;
-         Result<std::chrono::seconds> rs = ParseDuration(flags->resync);
+         Result<std::chrono::seconds> rs = ParseDuration(flags->daemon.resync);
          if (!rs.ok()) return Fail(g, rs.status().WithContext("--resync"));
          o.resync = *rs;
-         spdlog::level::level_enum level = spdlog::level::from_str(flags->log_level);
-         SetupLogging(level, flags->log_format == "json");
-         auto log = GetLogger("agent");
-
-         // Signals are taken by one thread with sigwait; every other thread inherits the mask.
-         sigset_t set;
-         sigemptyset(&set);
-         sigaddset(&set, SIGTERM);
-         sigaddset(&set, SIGINT);
-         pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
-         Result<kube::KubeConfig> kc = kube::LoadDefaultConfig(flags->kubeconfig);
-         if (!kc.ok()) return Fail(g, kc.status().WithContext("kubernetes config"));
-         Result<std::unique_ptr<kube::Client>> client = kube::Client::Create(std::move(*kc));
-         if (!client.ok()) return Fail(g, client.status().WithContext("kubernetes client"));
-         Result<std::unique_ptr<agent::Agent>> a = agent::Agent::Create(**client, o);
-         if (!a.ok()) return Fail(g, a.status());
-         agent::Agent* ap = a->get();
-         Result<std::unique_ptr<agent::HttpServer>> http = agent::HttpServer::Start(
-             flags->metrics_address, [ap] { return ap->metrics().Render(); },
-             [ap] { return ap->Ready(); });
-         if (!http.ok()) return Fail(g, http.status());
-         log->info("serving metrics address={} port={}", flags->metrics_address, (*http)->port());
-
-         std::stop_source stop;
-         std::jthread signals([&stop, &set, log](std::stop_token st) {
-           while (!st.stop_requested()) {
-             timespec ts{0, 200'000'000};
-             int sig = sigtimedwait(&set, nullptr, &ts);
-             if (sig == SIGTERM || sig == SIGINT) {
-               log->info("signal received, stopping sig={}", sig);
-               stop.request_stop();
-               return;
-             }
-           }
-         });
-         Status s = (*a)->Run(stop.get_token());
-         signals.request_stop();
-         if (!s.ok()) return Fail(g, s);
-         return kExitOk;
+         return RunDaemon(g, flags->daemon, "agent",
+                          [&](kube::Client& client, std::stop_token stop,
+                              const std::shared_ptr<spdlog::logger>& log) -> Status {
+                            FSB_ASSIGN_OR_RETURN(std::unique_ptr<agent::Agent> a,
+                                                 agent::Agent::Create(client, o));
+                            agent::Agent* ap = a.get();
+                            FSB_ASSIGN_OR_RETURN(
+                                std::unique_ptr<agent::HttpServer> http,
+                                agent::HttpServer::Start(
+                                    flags->metrics_address, [ap] { return ap->metrics().Render(); },
+                                    [ap] { return ap->Ready(); }));
+                            log->info("serving metrics address={} port={}",
+                                      flags->metrics_address, http->port());
+                            return a->Run(stop);
+                          });
        }});
 }
 

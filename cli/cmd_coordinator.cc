@@ -3,17 +3,13 @@
 // cluster. Flags follow Velero's server where they exist (--fs-backup-timeout,
 // --default-volumes-to-fs-backup, --default-backup-ttl, --default-backup-storage-location).
 // SIGTERM or SIGINT: the step in flight finishes, then the process exits 0.
-#include <fmt/format.h>
-#include <signal.h>
 
-#include <cstdlib>
-#include <thread>
 
 #include "base/log.h"
+#include "cli/daemon.h"
 #include "cli/global.h"
 #include "coordinator/coordinator.h"
 #include "kube/client.h"
-#include "kube/config.h"
 #include "kube/velero.h"
 
 namespace fsb::cli {
@@ -21,12 +17,9 @@ namespace {
 
 struct CoordinatorFlags {
   coordinator::CoordinatorOptions options;
-  std::string kubeconfig;
+  DaemonFlags daemon;
   std::string fs_backup_timeout = "4h";
   std::string default_ttl = "720h";
-  std::string resync = "30s";
-  std::string log_format = "text";
-  std::string log_level = "info";
 };
 
 }  // namespace
@@ -38,8 +31,6 @@ void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>
   coordinator::CoordinatorOptions& o = flags->options;
   sub->add_option("--namespace", o.ns,
                   "Velero's namespace (default $VELERO_NAMESPACE, else velero)");
-  sub->add_option("--kubeconfig", flags->kubeconfig,
-                  "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)");
   sub->add_flag("--claim-all-backups", o.claim_all,
                 "act on every Backup and Restore, not only those labelled "
                 "fsb.velero.io/coordinator=true (clusters without a Velero server)");
@@ -64,22 +55,14 @@ void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>
   sub->add_flag("!--no-maintenance", o.maintenance,
                 "do not run repository maintenance and backup garbage collection");
   sub->add_option("--workers", o.workers, "objects reconciled at once")->capture_default_str();
-  sub->add_option("--resync", flags->resync, "re-examine every Backup and Restore this often")
-      ->capture_default_str();
-  sub->add_option("--log-format", flags->log_format, "text or json")->capture_default_str();
-  sub->add_option("--log-level", flags->log_level, "debug, info, warn, error")
-      ->capture_default_str();
+  AddDaemonFlags(sub, flags->daemon, "re-examine every Backup and Restore this often");
   out.push_back(
       {sub, [&g, flags]() -> int {
          coordinator::CoordinatorOptions o = flags->options;
-         if (o.ns == "velero") {
-           const char* v = std::getenv("VELERO_NAMESPACE");
-           if (v && *v) o.ns = v;
-         }
+         if (o.ns == "velero") o.ns = EnvOr("VELERO_NAMESPACE", "velero");
          o.storage.ns = o.ns;
          if (o.storage.credentials_file.empty()) {
-           const char* v = std::getenv("AWS_SHARED_CREDENTIALS_FILE");
-           if (v && *v) o.storage.credentials_file = v;
+           o.storage.credentials_file = EnvOr("AWS_SHARED_CREDENTIALS_FILE", "");
          }
          Result<std::chrono::milliseconds> t =
              kube::velero::ParseGoDuration(flags->fs_backup_timeout);
@@ -88,42 +71,16 @@ void AddCoordinatorCommand(CLI::App& app, GlobalOptions& g, std::vector<Command>
          Result<std::chrono::milliseconds> ttl = kube::velero::ParseGoDuration(flags->default_ttl);
          if (!ttl.ok()) return Fail(g, ttl.status().WithContext("--default-backup-ttl"));
          o.default_ttl = *ttl;
-         Result<std::chrono::seconds> rs = ParseDuration(flags->resync);
+         Result<std::chrono::seconds> rs = ParseDuration(flags->daemon.resync);
          if (!rs.ok()) return Fail(g, rs.status().WithContext("--resync"));
          o.resync = *rs;
-         SetupLogging(spdlog::level::from_str(flags->log_level), flags->log_format == "json");
-         auto log = GetLogger("coordinator");
-
-         sigset_t set;
-         sigemptyset(&set);
-         sigaddset(&set, SIGTERM);
-         sigaddset(&set, SIGINT);
-         pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
-         Result<kube::KubeConfig> kc = kube::LoadDefaultConfig(flags->kubeconfig);
-         if (!kc.ok()) return Fail(g, kc.status().WithContext("kubernetes config"));
-         Result<std::unique_ptr<kube::Client>> client = kube::Client::Create(std::move(*kc));
-         if (!client.ok()) return Fail(g, client.status().WithContext("kubernetes client"));
-         Result<std::unique_ptr<coordinator::Coordinator>> c =
-             coordinator::Coordinator::Create(**client, o);
-         if (!c.ok()) return Fail(g, c.status());
-
-         std::stop_source stop;
-         std::jthread signals([&stop, &set, log](std::stop_token st) {
-           while (!st.stop_requested()) {
-             timespec ts{0, 200'000'000};
-             const int sig = sigtimedwait(&set, nullptr, &ts);
-             if (sig == SIGTERM || sig == SIGINT) {
-               log->info("signal received, stopping sig={}", sig);
-               stop.request_stop();
-               return;
-             }
-           }
-         });
-         Status s = (*c)->Run(stop.get_token());
-         signals.request_stop();
-         if (!s.ok()) return Fail(g, s);
-         return kExitOk;
+         return RunDaemon(g, flags->daemon, "coordinator",
+                          [&](kube::Client& client, std::stop_token stop,
+                              const std::shared_ptr<spdlog::logger>&) -> Status {
+                            FSB_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::Coordinator> c,
+                                                 coordinator::Coordinator::Create(client, o));
+                            return c->Run(stop);
+                          });
        }});
 }
 
