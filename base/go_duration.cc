@@ -1,11 +1,11 @@
-#include "coordinator/go_duration.h"
+#include "base/go_duration.h"
 
 #include <fmt/format.h>
 
 #include <cstdint>
 #include <limits>
 
-namespace fsb::coordinator {
+namespace fsb {
 namespace {
 
 // Nanoseconds per unit; 0 when `unit` is not one of Go's.
@@ -100,4 +100,4 @@ Result<std::chrono::nanoseconds> ParseGoDuration(std::string_view s) {
   return std::chrono::nanoseconds(signed_total);
 }
 
-}  // namespace fsb::coordinator
+}  // namespace fsb

@@ -1,6 +1,6 @@
-// coordinator/go_duration.h: Go's time.ParseDuration, for the durations Velero's objects carry
-// (BackupRepository spec.maintenanceFrequency "168h0m0s", cron "@every 1h30m"). Pure function;
-// safe for concurrent use.
+// base/go_duration.h: Go's time.ParseDuration, for the durations Velero's objects carry
+// (Backup spec.ttl "720h0m0s", BackupRepository spec.maintenanceFrequency, cron "@every 1h30m",
+// timeout annotations). Pure function; safe for concurrent use.
 #pragma once
 
 #include <chrono>
@@ -8,7 +8,7 @@
 
 #include "base/status.h"
 
-namespace fsb::coordinator {
+namespace fsb {
 
 // A signed sequence of decimal numbers, each with an optional fraction and a unit (ns, us, µs,
 // μs, ms, s, m, h): "168h0m0s", "1.5h", "-90s", "300ms"; "0" alone is zero. kInvalidArgument with
@@ -16,4 +16,4 @@ namespace fsb::coordinator {
 // `time: unknown unit "d" in duration "1d"`) otherwise, also on overflow of int64 nanoseconds.
 Result<std::chrono::nanoseconds> ParseGoDuration(std::string_view s);
 
-}  // namespace fsb::coordinator
+}  // namespace fsb

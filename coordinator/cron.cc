@@ -8,7 +8,7 @@
 #include <charconv>
 #include <vector>
 
-#include "coordinator/go_duration.h"
+#include "base/go_duration.h"
 
 namespace fsb::coordinator {
 namespace {

@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "base/log.h"
-#include "coordinator/go_duration.h"
+#include "base/go_duration.h"
 #include "kube/objects.h"
 #include "kube/velero.h"
 

@@ -3,9 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
+#include <chrono>
 
 #include "base/bytes.h"
+#include "base/go_duration.h"
 #include "kube/internal/fields.h"
 
 namespace fsb::kube::velero {
@@ -327,47 +328,12 @@ Result<Schedule> ParseSchedule(const Object& obj) {
 }
 
 Result<std::chrono::milliseconds> ParseGoDuration(std::string_view s) {
-  auto bad = [&](std::string_view why) {
-    return Status::InvalidArgument(fmt::format("invalid duration \"{}\": {}", s, why));
-  };
-  if (s.empty()) return bad("empty");
-  if (s == "0") return std::chrono::milliseconds(0);
-  if (s.front() == '-') return bad("negative");
-  if (s.front() == '+') s.remove_prefix(1);
-  double total_ms = 0;
-  size_t i = 0;
-  while (i < s.size()) {
-    const size_t num_start = i;
-    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
-    if (i == num_start) return bad("want a number");
-    const std::string num(s.substr(num_start, i - num_start));
-    char* end = nullptr;
-    const double v = std::strtod(num.c_str(), &end);
-    if (end != num.c_str() + num.size()) return bad("bad number");
-    const size_t unit_start = i;
-    while (i < s.size() && !((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) i++;
-    const std::string_view unit = s.substr(unit_start, i - unit_start);
-    double ms = 0;
-    if (unit == "h") {
-      ms = 3'600'000;
-    } else if (unit == "m") {
-      ms = 60'000;
-    } else if (unit == "s") {
-      ms = 1'000;
-    } else if (unit == "ms") {
-      ms = 1;
-    } else if (unit == "us" || unit == "µs" || unit == "μs") {
-      ms = 0.001;
-    } else if (unit == "ns") {
-      ms = 0.000001;
-    } else if (unit.empty()) {
-      return bad("missing unit");
-    } else {
-      return bad(fmt::format("unknown unit \"{}\"", unit));
-    }
-    total_ms += v * ms;
+  FSB_ASSIGN_OR_RETURN(std::chrono::nanoseconds d, fsb::ParseGoDuration(s));
+  if (d.count() < 0) {
+    return Status::InvalidArgument(fmt::format("negative duration \"{}\"", s));
   }
-  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(total_ms)));
+  // Rounded to the millisecond, as the controllers use it (timeouts, ttl).
+  return std::chrono::round<std::chrono::milliseconds>(d);
 }
 
 Result<std::string> RepoIdentifier(const BackupStorageLocation& bsl,

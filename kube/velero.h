@@ -177,8 +177,9 @@ struct Schedule {
 };
 Result<Schedule> ParseSchedule(const Object& obj);
 
-// A Go time.Duration string as Velero writes them ("720h0m0s", "90m", "1.5h", "300ms", "0s").
-// kInvalidArgument naming the text for anything else (no unit, unknown unit, negative).
+// A Go time.Duration string as Velero writes them ("720h0m0s", "90m", "1.5h", "300ms", "0s"),
+// parsed as Go does (base/go_duration.h), to the millisecond. kInvalidArgument with Go's message
+// for anything else, and for a negative duration.
 Result<std::chrono::milliseconds> ParseGoDuration(std::string_view s);
 
 // The restic repository of `volume_namespace` in `bsl`, as Velero's GetRepoIdentifier builds it

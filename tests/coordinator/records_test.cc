@@ -188,9 +188,14 @@ TEST(BackupControllerTest, GoDurations) {
   EXPECT_EQ(*kube::velero::ParseGoDuration("1.5s"), milliseconds(1500));
   EXPECT_EQ(*kube::velero::ParseGoDuration("300ms"), milliseconds(300));
   EXPECT_EQ(*kube::velero::ParseGoDuration("0"), milliseconds(0));
+  EXPECT_EQ(*kube::velero::ParseGoDuration("1.0006s"), milliseconds(1001));  // to the nearest ms
   for (const char* bad : {"", "10", "5d", "-1h", "h", "1h x"}) {
     EXPECT_FALSE(kube::velero::ParseGoDuration(bad).ok()) << bad;
   }
+  // Go's own messages, as Velero's API server would give them for spec.ttl.
+  EXPECT_EQ(kube::velero::ParseGoDuration("5d").status().message(),
+            "time: unknown unit \"d\" in duration \"5d\"");
+  EXPECT_EQ(kube::velero::ParseGoDuration("-1h").status().message(), "negative duration \"-1h\"");
 }
 
 TEST(RestoreControllerTest, PodIsStrippedAndGetsRestoreWait) {
