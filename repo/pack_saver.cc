@@ -260,9 +260,10 @@ Status PackSaver::UploadSpooled(PendingPack& p) {
   Bytes tail;
   AppendPackHeader(repo_.key(), pack.blobs, tail);
   FSB_RETURN_IF_ERROR(pack.file->WriteAt(pack.data_size, tail).WithContext("write pack"));
-  // The pack's name is the SHA-256 of what the file holds: read back blob by blob (one blob in
-  // memory at a time), each blob's MAC checked on the way (verify before upload, as for packs in
-  // memory: a change of the stored bytes since their encoding was proven cannot go unnoticed).
+  // The pack's name is the SHA-256 of what the file holds: read back in runs of whole blobs (at
+  // most kSpoolReadBytes, or one bigger blob, in memory), each blob's MAC checked on the way
+  // (verify before upload, as for packs in memory: a change of the stored bytes since their
+  // encoding was proven cannot go unnoticed).
   thread_local Bytes buf;
   Sha256 hash;
   for (size_t first = 0; first < pack.blobs.size();) {

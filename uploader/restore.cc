@@ -237,8 +237,8 @@ class Restore {
   void FailFile(FileJob& job, const Status& s) {
     if (!job.failed.exchange(true)) RecordError(s.message());
   }
-  // The mode a new file is created with: its final one when the umask leaves that intact and no
-  // later step changes it (no setuid/setgid/sticky bit, which a chown would clear; no xattrs,
+  // The mode a new file is created with, when only the creating fd writes it: its final one when
+  // the umask leaves that intact and no later step changes it (no setuid/setgid/sticky bit, which a chown would clear; no xattrs,
   // since an ACL written as one rewrites the group bits), so that ApplyMetadataToFd can skip the
   // fchmod (one system call of five a small file). Otherwise 0600 until the metadata is applied.
   bool CreatesFinalMode(const Node& n) const {
@@ -366,7 +366,11 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
   job->create = one_pack && n.links <= 1;
   if (!job->create) {
     bool fresh = false;
-    Fd fd(CreateFile(dfd, n.name, opts_.verify ? O_RDWR : O_WRONLY, CreateMode(n), &fresh));
+    // Pack workers open this file again by name to write it unless nothing is left to write:
+    // only then may it have its final mode now (a 0444 file could not be opened for writing by a
+    // restore that is not root).
+    Fd fd(CreateFile(dfd, n.name, opts_.verify ? O_RDWR : O_WRONLY,
+                     plan_.empty() ? CreateMode(n) : mode_t{0600}, &fresh));
     if (!fd.valid()) return Status::FromErrno(errno, "create", Join(dir.rel, n.name));
     if (n.size > 0 && ftruncate(fd.get(), static_cast<off_t>(n.size)) != 0) {
       return Status::FromErrno(errno, "truncate", Join(dir.rel, n.name));
@@ -374,7 +378,7 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
     if (plan_.empty()) {  // empty (or all blobs missing): nothing for a worker to do
       if (opts_.verify && !job->failed.load()) VerifyFile(*job, fd.get());
       Status m = ApplyMetadataToFd(fd.get(), n, meta_, OwnerIfKnown(fresh, dir.owner_known),
-                                   ModeIsSet(n, fresh));
+                                   ModeIsSet(n, fresh));  // created with CreateMode: plan_ is empty
       if (!m.ok()) RecordMetadataError(m.WithContext(Join(dir.rel, n.name)).message());
       summary_.files++;
       summary_.bytes += n.size;

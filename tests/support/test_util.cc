@@ -161,4 +161,20 @@ bool InteropRequired() {
 
 std::string FsbBinary() { return std::string(FSB_BINARY_DIR) + "/fsb"; }
 
+int RunUnprivileged(const std::function<int()>& fn) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(100);
+    }
+    ::_exit(fn());
+  }
+  if (pid < 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 100) return -1;
+  return WEXITSTATUS(status);
+}
+
 }  // namespace fsb::testing

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,5 +57,10 @@ bool InteropRequired();
 
 // The path of the built fsb binary.
 std::string FsbBinary();
+
+// Runs `fn` in a child process that has dropped root (uid/gid 65534), so permission checks apply
+// even when the tests run as root. Returns fn's exit code (0-99), or -1 when privileges cannot be
+// dropped here (no CAP_SETUID, say).
+int RunUnprivileged(const std::function<int()>& fn);
 
 }  // namespace fsb::testing

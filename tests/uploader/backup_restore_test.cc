@@ -598,6 +598,61 @@ TEST_F(BackupRestoreTest, ModesComeBackExactlyUnderAnyUmask) {
   umask(old_mask);
 }
 
+// A restore that is not root must still write read-only files whose content pack workers write
+// through a second open (a file spanning packs, a hard link): such files are created writable and
+// get their mode at the end; an empty read-only file gets it at creation.
+TEST_F(BackupRestoreTest, NonRootRestoreWritesReadOnlyFilesOfManyPacks) {
+  repo::RepositoryOptions options;
+  options.pack_size = 1 << 20;  // the big file spans packs
+  auto small_packs = repo::Repository::Open(std::make_unique<ForwardingBackend>(*faulty_),
+                                            Secret<std::string>("pw"), options);
+  ASSERT_TRUE(small_packs.ok()) << small_packs.status().ToString();
+  repo_ = std::move(*small_packs);
+  Write(src_ / "big", testing::SeededRandomBytes(11, 5 << 20));
+  Write(src_ / "one", ToBytes("single pack"));
+  Write(src_ / "empty", {});
+  Write(src_ / "linked", ToBytes("two names"));
+  fs::create_hard_link(src_ / "linked", src_ / "linked2");
+  for (const char* name : {"big", "one", "empty", "linked"}) {
+    ASSERT_EQ(chmod((src_ / name).c_str(), 0444), 0) << name;
+  }
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  auto snap = repo_->LoadSnapshot(sum->snapshot_id);
+  ASSERT_TRUE(snap.ok());
+
+  // The target's parent belongs to the unprivileged user, and the temp tree lets it through.
+  fs::path parent = dir_.path() / "nobody";
+  fs::create_directories(parent);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  fs::path out = parent / "out";
+  auto restore = [&]() -> int {
+    RestoreOptions o;
+    o.target = out.string();
+    o.restore_owner = false;
+    Result<RestoreSummary> rs = RunRestore(*repo_, snap->tree, o, nullptr);
+    if (!rs.ok()) return 1;
+    if (!rs->errors.empty()) return 2;
+    if (!rs->metadata_errors.empty()) return 3;
+    return 0;
+  };
+  int code = 0;
+  if (geteuid() == 0) {
+    if (chown(parent.c_str(), 65534, 65534) != 0) GTEST_SKIP() << "cannot chown to nobody";
+    code = testing::RunUnprivileged(restore);
+    if (code < 0) GTEST_SKIP() << "running as root and cannot drop privileges";
+  } else {
+    code = restore();
+  }
+  ASSERT_EQ(code, 0) << "1: restore failed, 2: file errors, 3: metadata errors";
+  ExpectSameContent(src_, out);
+  for (const char* name : {"big", "one", "empty", "linked", "linked2"}) {
+    struct stat st;
+    ASSERT_EQ(lstat((out / name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 07777, 0444u) << name;
+  }
+}
+
 // A pack of many files is written by several workers, in parts that never split a file.
 TEST_F(BackupRestoreTest, PackOfManyFilesIsWrittenInParts) {
   for (int i = 0; i < 120; i++) {

@@ -26,6 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::fsb::testing::CopyTree;
 using ::fsb::testing::ReadFileToString;
+using ::fsb::testing::RunUnprivileged;
 using ::fsb::testing::SeededRandomBytes;
 using ::fsb::testing::TempDir;
 using ::fsb::testing::TestDataPath;
@@ -329,25 +330,6 @@ TEST_F(LocalBackendTest, CreateKeepsUnrelatedFilesOfAnExistingDirectory) {
   ASSERT_TRUE(be->Create().ok());
   EXPECT_EQ(ReadFileToString(repo_ / "notes.txt"), "mine");
   EXPECT_TRUE(fs::is_directory(repo_ / "data" / "00"));
-}
-
-// Runs `fn` in a child process that has dropped root (uid/gid 65534), so permission checks apply
-// even when the tests run as root. Returns fn's exit code, or -1 when privileges cannot be dropped
-// here (no CAP_SETUID, say).
-int RunUnprivileged(const std::function<int()>& fn) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
-      ::_exit(100);
-    }
-    ::_exit(fn());
-  }
-  if (pid < 0) return -1;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) == 100) return -1;
-  return WEXITSTATUS(status);
 }
 
 TEST_F(LocalBackendTest, SaveIntoReadOnlyDirectoryIsPermissionDenied) {
