@@ -14,13 +14,11 @@ namespace fsb::coordinator {
 namespace velero = kube::velero;
 namespace {
 
-constexpr std::string_view kPhaseFailedValidation = "FailedValidation";
 constexpr std::string_view kPhasePartiallyFailed = "PartiallyFailed";
 constexpr std::string_view kLabelVolumeNamespace = "velero.io/volume-namespace";
 constexpr std::string_view kLabelStorageLocation = "velero.io/storage-location";
 constexpr std::string_view kLabelRepositoryType = "velero.io/repository-type";
 
-std::string Now() { return kube::FormatTime(kube::Clock::now()); }
 
 std::chrono::milliseconds Timeout(const velero::Backup& b, std::chrono::milliseconds fallback) {
   auto it = b.meta.annotations.find(std::string(kAnnotationPodVolumeTimeout));
@@ -177,15 +175,9 @@ Status BackupController::Start(const kube::Object& obj) {
     }
   }
   const std::string name = obj["metadata"].value("name", "");
-  const std::string rv = obj["metadata"].value("resourceVersion", "");
-  kube::Object next = obj;
+  kube::Object next = ClaimedCopy(obj, errs);
   kube::Object& st = next["status"];
-  if (!st.is_object()) st = kube::Object::object();
-  SetAnnotation(next, kAnnotationHandledBy, std::string(kHandledByValue));
   if (!errs.empty()) {
-    st["phase"] = kPhaseFailedValidation;
-    st["validationErrors"] = errs;
-    st["completionTimestamp"] = Now();
     log->error("backup failed validation backup={} errors=\"{}\"", name, fmt::join(errs, "; "));
   } else {
     const auto start = kube::Clock::now();
@@ -201,15 +193,10 @@ Status BackupController::Start(const kube::Object& obj) {
   }
   // A PUT with the resourceVersion read: if a Velero server (or another coordinator) changed the
   // Backup meanwhile, this fails with a conflict and the next Reconcile sees its phase.
-  Result<kube::Object> stored = client_.Update(kube::kBackups, options_.ns, next);
-  if (!stored.ok()) {
-    if (kube::IsConflict(stored.status())) {
-      return Status::Unavailable("backup " + name + " changed meanwhile (rv " + rv + ")");
-    }
-    return stored.status();
-  }
+  FSB_ASSIGN_OR_RETURN(kube::Object stored,
+                       PutClaimed(client_, kube::kBackups, options_.ns, next, "backup"));
   if (!errs.empty()) return Status::Ok();
-  return Continue(*stored);
+  return Continue(stored);
 }
 
 Status BackupController::Continue(const kube::Object& obj) {
@@ -507,7 +494,7 @@ Status BackupController::Finish(const kube::Object& obj, const velero::Backup& b
   kube::Object record = ForRecord(obj);
   kube::Object& st = record["status"];
   if (!st.is_object()) st = kube::Object::object();
-  st["completionTimestamp"] = Now();
+  st["completionTimestamp"] = NowTimestamp();
   st["warnings"] = static_cast<int64_t>(warnings.size());
   st["errors"] = static_cast<int64_t>(errors.size());
   st["progress"] = {{"totalItems", static_cast<int64_t>(final_pvbs.size())},

@@ -1,5 +1,7 @@
 #include "coordinator/common.h"
 
+#include <fmt/format.h>
+
 #include "repo/crypto.h"
 
 namespace fsb::coordinator {
@@ -54,6 +56,33 @@ void SetAnnotation(kube::Object& obj, std::string_view key, const std::string& v
     md["annotations"] = kube::Object::object();
   }
   md["annotations"][std::string(key)] = value;
+}
+
+std::string NowTimestamp() { return kube::FormatTime(kube::Clock::now()); }
+
+kube::Object ClaimedCopy(const kube::Object& obj, const std::vector<std::string>& errs) {
+  kube::Object next = obj;
+  kube::Object& st = next["status"];
+  if (!st.is_object()) st = kube::Object::object();
+  SetAnnotation(next, kAnnotationHandledBy, std::string(kHandledByValue));
+  if (!errs.empty()) {
+    st["phase"] = kPhaseFailedValidation;
+    st["validationErrors"] = errs;
+    st["completionTimestamp"] = NowTimestamp();
+  }
+  return next;
+}
+
+Result<kube::Object> PutClaimed(kube::Client& client, const kube::Resource& r, std::string_view ns,
+                                const kube::Object& next, std::string_view kind) {
+  Result<kube::Object> stored = client.Update(r, ns, next);
+  if (!stored.ok() && kube::IsConflict(stored.status())) {
+    const kube::Object& meta = next["metadata"];
+    return Status::Unavailable(fmt::format("{} {} changed meanwhile (rv {})", kind,
+                                           meta.value("name", ""),
+                                           meta.value("resourceVersion", "")));
+  }
+  return stored;
 }
 
 }  // namespace fsb::coordinator

@@ -35,6 +35,8 @@ inline constexpr std::string_view kAnnotationErrors = "fsb.velero.io/errors";
 inline constexpr std::string_view kAnnotationStorageLocation = "fsb.velero.io/storage-location";
 // Velero's per-object pod volume timeout (Go duration).
 inline constexpr std::string_view kAnnotationPodVolumeTimeout = "velero.io/pod-volume-timeout";
+// Velero's phase of a Backup or Restore whose spec is invalid.
+inline constexpr std::string_view kPhaseFailedValidation = "FailedValidation";
 // The label of the node-agent pods (velero-fs-backup.md §9.1).
 inline constexpr std::string_view kNodeAgentSelector = "role=node-agent";
 
@@ -56,5 +58,19 @@ std::string PhaseOf(const kube::Object& obj);
 
 // Sets metadata.annotations[key] (creating the map).
 void SetAnnotation(kube::Object& obj, std::string_view key, const std::string& value);
+
+// The current time as Kubernetes writes it (RFC 3339, UTC).
+std::string NowTimestamp();
+
+// The copy of a New Backup or Restore that fsb writes to take it on: `obj` with the handled-by
+// annotation and, when `errs` is not empty, Velero's FailedValidation (phase, validationErrors,
+// completionTimestamp). Its status is an object, for the caller to fill when `errs` is empty.
+kube::Object ClaimedCopy(const kube::Object& obj, const std::vector<std::string>& errs);
+
+// PUTs a claimed copy with the resourceVersion it was read at: a conflict (a Velero server or
+// another coordinator changed the object meanwhile) is kUnavailable "<kind> <name> changed
+// meanwhile (rv N)", so the next Reconcile sees its new state.
+Result<kube::Object> PutClaimed(kube::Client& client, const kube::Resource& r, std::string_view ns,
+                                const kube::Object& next, std::string_view kind);
 
 }  // namespace fsb::coordinator

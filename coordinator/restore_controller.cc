@@ -15,11 +15,9 @@ namespace fsb::coordinator {
 namespace velero = kube::velero;
 namespace {
 
-constexpr std::string_view kPhaseFailedValidation = "FailedValidation";
 constexpr std::string_view kPhasePartiallyFailed = "PartiallyFailed";
 constexpr std::string_view kLabelScheduleName = "velero.io/schedule-name";
 
-std::string Now() { return kube::FormatTime(kube::Clock::now()); }
 
 std::string Str(const kube::Object& o, std::initializer_list<std::string_view> path) {
   const kube::Object* cur = &o;
@@ -278,31 +276,21 @@ Status RestoreController::Start(const kube::Object& obj) {
     }
   }
   const std::string name = Str(obj, {"metadata", "name"});
-  kube::Object next = obj;
+  kube::Object next = ClaimedCopy(obj, errs);
   kube::Object& st = next["status"];
-  if (!st.is_object()) st = kube::Object::object();
-  SetAnnotation(next, kAnnotationHandledBy, std::string(kHandledByValue));
   if (!errs.empty()) {
-    st["phase"] = kPhaseFailedValidation;
-    st["validationErrors"] = errs;
-    st["completionTimestamp"] = Now();
     log->error("restore failed validation restore={} errors=\"{}\"", name, fmt::join(errs, "; "));
   } else {
     st["phase"] = velero::kPhaseInProgress;
-    st["startTimestamp"] = Now();
+    st["startTimestamp"] = NowTimestamp();
     next["spec"]["backupName"] = backup_name;
     SetAnnotation(next, kAnnotationStorageLocation, bsl_name);
     log->info("restore started restore={} backup={} bsl={}", name, backup_name, bsl_name);
   }
-  Result<kube::Object> stored = client_.Update(kube::kRestores, options_.ns, next);
-  if (!stored.ok()) {
-    if (kube::IsConflict(stored.status())) {
-      return Status::Unavailable("restore " + name + " changed meanwhile");
-    }
-    return stored.status();
-  }
+  FSB_ASSIGN_OR_RETURN(kube::Object stored,
+                       PutClaimed(client_, kube::kRestores, options_.ns, next, "restore"));
   if (!errs.empty()) return Status::Ok();
-  return Continue(*stored);
+  return Continue(stored);
 }
 
 Status RestoreController::Continue(const kube::Object& obj) {
@@ -654,7 +642,7 @@ Status RestoreController::Finish(const kube::Object& obj, const velero::Restore&
     items_restored = obj["status"]["progress"].value("itemsRestored", int64_t{0});
     items_total = obj["status"]["progress"].value("totalItems", int64_t{0});
   }
-  kube::Object st = {{"completionTimestamp", Now()},
+  kube::Object st = {{"completionTimestamp", NowTimestamp()},
                      {"warnings", static_cast<int64_t>(warnings.size())},
                      {"errors", static_cast<int64_t>(errors.size())},
                      {"progress",
