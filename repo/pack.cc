@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <cstring>
 #include <memory>
 
@@ -11,10 +12,28 @@ namespace fsb::repo {
 
 std::string_view BlobTypeName(BlobType t) { return t == BlobType::kTree ? "tree" : "data"; }
 
+bool LooksIncompressible(ByteView b) {
+  constexpr size_t kSample = 256;
+  constexpr int kMinDistinct = 148;
+  if (b.size() < 2 * kSample) return false;
+  for (size_t at : {size_t{0}, b.size() / 2 - kSample / 2, b.size() - kSample}) {
+    uint64_t seen[4] = {0, 0, 0, 0};
+    for (size_t i = at; i < at + kSample; i++) seen[b[i] >> 6] |= uint64_t{1} << (b[i] & 63);
+    const int distinct = std::popcount(seen[0]) + std::popcount(seen[1]) + std::popcount(seen[2]) +
+                         std::popcount(seen[3]);
+    if (distinct < kMinDistinct) return false;
+  }
+  return true;
+}
+
 Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t repo_version,
                  CompressionMode mode, uint32_t* uncompressed_length) {
   FSB_CHECK(!plain.empty());  // restic never writes empty blobs (§6)
   bool compress = repo_version >= 2 && (type == BlobType::kTree || mode != CompressionMode::kOff);
+  if (compress && type == BlobType::kData && mode == CompressionMode::kAuto &&
+      plain.size() <= kIncompressibleProbeMax && LooksIncompressible(plain)) {
+    compress = false;
+  }
   if (!compress) {
     *uncompressed_length = 0;
     return Seal(key, plain);

@@ -110,6 +110,42 @@ TEST_F(PackTest, Version1NeverCompressesAndV2OffStoresDataPlain) {
   EXPECT_EQ(off[1].uncompressed_length, 13u);         // trees: always compressed in v2
 }
 
+// With auto compression, small data blobs of random bytes (compressed or encrypted files) are
+// stored plain and decode; text, a random blob's worth of text after a random start, random trees,
+// big random chunks and kMax are still compressed.
+TEST_F(PackTest, AutoStoresSmallRandomDataPlain) {
+  const Bytes random = testing::SeededRandomBytes(5, 6000);
+  std::string text;
+  for (int i = 0; text.size() < 6000; i++) text += "line " + std::to_string(i) + " of a log file\n";
+  const Bytes mixed = ToBytes(std::string(AsString(ByteView(random).first(300))) + text);
+  const Bytes big = testing::SeededRandomBytes(6, kIncompressibleProbeMax + 1);
+  EXPECT_TRUE(LooksIncompressible(random));
+  EXPECT_FALSE(LooksIncompressible(AsBytes(text)));
+  EXPECT_FALSE(LooksIncompressible(mixed));
+  EXPECT_FALSE(LooksIncompressible(ByteView(random).first(511)));  // too short to tell
+
+  struct Case {
+    BlobType type;
+    ByteView plain;
+    CompressionMode mode;
+    bool compressed;
+  };
+  for (const Case& c : {Case{BlobType::kData, random, CompressionMode::kAuto, false},
+                        Case{BlobType::kData, AsBytes(text), CompressionMode::kAuto, true},
+                        Case{BlobType::kData, mixed, CompressionMode::kAuto, true},
+                        Case{BlobType::kData, big, CompressionMode::kAuto, true},
+                        Case{BlobType::kData, random, CompressionMode::kMax, true},
+                        Case{BlobType::kTree, random, CompressionMode::kAuto, true}}) {
+    uint32_t ulen = 0;
+    Bytes stored = EncodeBlob(key_, c.type, c.plain, 2, c.mode, &ulen);
+    EXPECT_EQ(ulen != 0, c.compressed) << c.plain.size() << " bytes, type " << BlobTypeName(c.type);
+    PackedBlob b{c.type, Id::Hash(c.plain), 0, static_cast<uint32_t>(stored.size()), ulen};
+    Result<Bytes> back = DecodeBlob(key_, b, stored);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_TRUE(std::equal(back->begin(), back->end(), c.plain.begin(), c.plain.end()));
+  }
+}
+
 TEST_F(PackTest, FlippedHeaderByteIsCorruption) {
   std::vector<PackedBlob> written;
   Bytes pack = WriteTestPack({{BlobType::kData, "alpha"}, {BlobType::kData, "beta"}}, 2,
