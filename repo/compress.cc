@@ -73,43 +73,51 @@ Bytes ZstdCompress(ByteView plain, CompressionMode mode) {
   return out;
 }
 
-Status ZstdDecompressInto(ByteView frame, MutableByteView out) {
-  const uint64_t expected_size = out.size();
-  // Refuse early what cannot be right: a first frame that states more than expected, or a size
-  // no frame of this length can produce.
+namespace {
+
+// What can be told without decompressing: a valid first frame that states no more than
+// `expected_size`, of a length that can hold it. Checked before any output buffer is allocated
+// (a size from a corrupt index must not become a huge buffer).
+Status CheckFrameFor(ByteView frame, uint64_t expected_size) {
   const unsigned long long stated = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (stated == ZSTD_CONTENTSIZE_ERROR) return Status::Corruption("zstd: not a valid frame");
   if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > expected_size) {
     return Status::Corruption("zstd: frame holds " + std::to_string(stated) + " bytes, want " +
                               std::to_string(expected_size));
   }
-  if (expected_size / kMaxRatio > frame.size()) {
-    return Status::Corruption("zstd: " + std::to_string(frame.size()) + "-byte frame cannot hold " +
-                              std::to_string(expected_size) + " bytes");
-  }
-  const size_t n =
-      ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), frame.data(), frame.size());
-  if (ZSTD_isError(n)) {
-    return Status::Corruption("zstd: " + ZstdError(n) + " (want " + std::to_string(expected_size) +
-                              " bytes)");
-  }
-  if (n != expected_size) {
-    return Status::Corruption("zstd: frame holds " + std::to_string(n) + " bytes, want " +
-                              std::to_string(expected_size));
-  }
-  return Status::Ok();
-}
-
-Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
-  // Checked before allocating: a size from a corrupt index must not become a huge buffer.
-  const unsigned long long stated = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (stated == ZSTD_CONTENTSIZE_ERROR) return Status::Corruption("zstd: not a valid frame");
   if (expected_size / kMaxRatio > frame.size() || expected_size > SIZE_MAX) {
     return Status::Corruption("zstd: " + std::to_string(frame.size()) + "-byte frame cannot hold " +
                               std::to_string(expected_size) + " bytes");
   }
+  return Status::Ok();
+}
+
+// Decompresses a frame CheckFrameFor accepted into exactly out.size() bytes.
+Status DecompressChecked(ByteView frame, MutableByteView out) {
+  const size_t n =
+      ZSTD_decompressDCtx(ThreadDCtx(), out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) {
+    return Status::Corruption("zstd: " + ZstdError(n) + " (want " + std::to_string(out.size()) +
+                              " bytes)");
+  }
+  if (n != out.size()) {
+    return Status::Corruption("zstd: frame holds " + std::to_string(n) + " bytes, want " +
+                              std::to_string(out.size()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ZstdDecompressInto(ByteView frame, MutableByteView out) {
+  FSB_RETURN_IF_ERROR(CheckFrameFor(frame, out.size()));
+  return DecompressChecked(frame, out);
+}
+
+Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
+  FSB_RETURN_IF_ERROR(CheckFrameFor(frame, expected_size));
   Bytes out(expected_size);
-  FSB_RETURN_IF_ERROR(ZstdDecompressInto(frame, out));
+  FSB_RETURN_IF_ERROR(DecompressChecked(frame, out));
   return out;
 }
 

@@ -26,6 +26,27 @@ bool LooksIncompressible(ByteView b) {
   return true;
 }
 
+namespace {
+
+// A sealed blob opened into an uninitialised buffer (the caller reads it once: a Bytes would be
+// zero-filled first, for nothing).
+struct Opened {
+  std::unique_ptr<uint8_t[]> data;
+  size_t size = 0;
+  ByteView view() const { return ByteView(data.get(), size); }
+};
+
+Result<Opened> OpenUninitialised(const CryptoKey& key, ByteView sealed) {
+  if (sealed.size() < kCryptoOverhead) return VerifyMac(key, sealed);  // its error
+  Opened o;
+  o.size = sealed.size() - kCryptoOverhead;
+  o.data = std::make_unique_for_overwrite<uint8_t[]>(o.size);
+  FSB_RETURN_IF_ERROR(OpenInto(key, sealed, MutableByteView(o.data.get(), o.size)));
+  return o;
+}
+
+}  // namespace
+
 Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t repo_version,
                  CompressionMode mode, uint32_t* uncompressed_length) {
   FSB_CHECK(!plain.empty());  // restic never writes empty blobs (§6)
@@ -62,19 +83,15 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
                                         BlobTypeName(type), plain.size(), what));
   };
   // Decrypted and decompressed into uninitialised buffers: both are overwritten in full.
-  if (stored.size() < kCryptoOverhead) return fail("does not open");
-  const size_t opened_size = stored.size() - kCryptoOverhead;
-  std::unique_ptr<uint8_t[]> opened = std::make_unique_for_overwrite<uint8_t[]>(opened_size);
-  if (!OpenInto(key, stored, MutableByteView(opened.get(), opened_size)).ok()) {
-    return fail("does not open");
-  }
+  Result<Opened> opened = OpenUninitialised(key, stored);
+  if (!opened.ok()) return fail("does not open");
   if (*uncompressed_length != 0) {
     std::unique_ptr<uint8_t[]> back = std::make_unique_for_overwrite<uint8_t[]>(*uncompressed_length);
     const MutableByteView back_view(back.get(), *uncompressed_length);
-    if (!ZstdDecompressInto(ByteView(opened.get(), opened_size), back_view).ok() || !same(back_view)) {
+    if (!ZstdDecompressInto(opened->view(), back_view).ok() || !same(back_view)) {
       return fail("does not decompress to the hashed input");
     }
-  } else if (!same(ByteView(opened.get(), opened_size))) {
+  } else if (!same(opened->view())) {
     return fail("does not decrypt to the hashed input");
   }
   return stored;
@@ -83,21 +100,16 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored) {
   auto name = [&] { return fmt::format("{} blob {}", BlobTypeName(blob.type), blob.id.Short()); };
   Bytes plain;
-  if (blob.uncompressed_length != 0 && stored.size() >= kCryptoOverhead) {
+  if (blob.uncompressed_length != 0) {
     // The frame is decrypted into an uninitialised buffer; only the result is a Bytes.
-    const size_t frame_size = stored.size() - kCryptoOverhead;
-    std::unique_ptr<uint8_t[]> frame = std::make_unique_for_overwrite<uint8_t[]>(frame_size);
-    Status opened = OpenInto(key, stored, MutableByteView(frame.get(), frame_size));
-    if (!opened.ok()) return opened.WithContext(name());
-    Result<Bytes> d = ZstdDecompressExact(ByteView(frame.get(), frame_size), blob.uncompressed_length);
+    Result<Opened> frame = OpenUninitialised(key, stored);
+    if (!frame.ok()) return frame.status().WithContext(name());
+    Result<Bytes> d = ZstdDecompressExact(frame->view(), blob.uncompressed_length);
     if (!d.ok()) return d.status().WithContext(name());
     plain = std::move(*d);
   } else {
     Result<Bytes> opened = Open(key, stored);
     if (!opened.ok()) return opened.status().WithContext(name());
-    if (blob.uncompressed_length != 0) {  // unreachable: a short input does not open
-      return Status::Corruption(name() + ": too short");
-    }
     plain = std::move(*opened);
   }
   if (Id::Hash(plain) != blob.id) {

@@ -87,9 +87,10 @@ class LocalBackend : public Backend {
   const Fd root_;               // O_RDONLY | O_DIRECTORY of path_; only used through *at() calls
   const mode_t dir_mode_;       // 0700, or 0770 when config is group-readable (§1.1)
   const mode_t temp_mode_;      // 0600 or 0660: the temp file while it is written
-  const mode_t readonly_mode_;
+  const mode_t readonly_mode_;  // 0400 or 0440: the file once saved
+  // Whether CreateSpool can give an unnamed file a name here (probed once, see CreateSpool).
   enum { kSpoolUnknown, kSpoolOffered, kSpoolRefused };
-  mutable std::atomic<int> spool_state_{kSpoolUnknown};  // 0400 or 0440: the file once saved
+  mutable std::atomic<int> spool_state_{kSpoolUnknown};
 };
 
 }  // namespace fsb::repo
