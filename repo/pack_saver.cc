@@ -19,6 +19,12 @@ constexpr uint64_t kSpoolReadBytes = 4u << 20;
 // A pack buffer's capacity: the target, plus the blob that crosses it (at most a maximal data chunk,
 // stored: zstd's worst case for 8 MiB is 8 MiB + 32 KiB, plus the seal; a larger tree blob is
 // reserved for when it is the first), plus room for the sealed header (41 bytes an entry).
+// §7.3: a pack is finished when its blob data reaches the target size, or its header would pass
+// 16 MiB with one more entry.
+bool PackFull(uint64_t data_size, uint64_t header_size, uint64_t target) {
+  return data_size >= target || header_size + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead;
+}
+
 size_t PackBufferBytes(uint64_t pack_size, size_t first_blob_bytes) {
   constexpr size_t kMaxDataBlobStored = kChunkerMaxBytes + (kChunkerMaxBytes >> 8) + kCryptoOverhead;
   return static_cast<size_t>(pack_size) + std::max(first_blob_bytes, kMaxDataBlobStored) + (64u << 10);
@@ -58,16 +64,12 @@ Status PackSaver::Add(BlobType type, const Id& id, Bytes stored, uint32_t uncomp
                       uint64_t plain_size) {
   std::unique_lock build_lock(build_mu_);
   if (spooling_ == Spooling::kUnknown) {
-    spooling_ = Spooling::kNo;
+    // The first pack file asks the backend whether it takes spool files at all.
+    bool offered = false;
     if (options_.spool) {
-      Result<std::unique_ptr<SpoolFile>> probe = repo_.backend().CreateSpool(FileType::kPack);
-      if (!probe.ok()) return probe.status().WithContext("create pack file");
-      if (*probe) {
-        spooling_ = Spooling::kYes;
-        spooled_[static_cast<int>(type)] = std::make_shared<SpooledPack>();
-        spooled_[static_cast<int>(type)]->file = std::move(*probe);
-      }
+      FSB_ASSIGN_OR_RETURN(offered, OpenSpooledLocked(type));
     }
+    spooling_ = offered ? Spooling::kYes : Spooling::kNo;
   }
   if (spooling_ == Spooling::kYes) {
     return AddSpooled(type, id, stored, uncompressed_length, plain_size, build_lock);
@@ -86,9 +88,7 @@ Status PackSaver::Add(BlobType type, const Id& id, Bytes stored, uint32_t uncomp
     }
   }
   b.Add(type, id, stored, uncompressed_length);
-  // §7.3: finish when blob data reaches the target, or the header would pass 16 MiB.
-  const bool full = b.data_size() >= repo_.options().pack_size ||
-                    b.header_size() + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead;
+  const bool full = PackFull(b.data_size(), b.header_size(), repo_.options().pack_size);
   std::unique_lock lock(mu_);
   stats_.blobs[static_cast<int>(type)]++;
   stats_.plain_bytes += plain_size;
@@ -111,17 +111,23 @@ Status PackSaver::WaitForRoomLocked(std::unique_lock<std::mutex>& lock) {
   return error_;
 }
 
+Status PackSaver::CheckHeader(const Id& id, uint64_t size, ByteView tail,
+                              const std::vector<PackedBlob>& blobs) const {
+  uint64_t need = 0;
+  Result<std::vector<PackedBlob>> header =
+      ParsePackHeader(repo_.key(), id, size, tail, repo_.version(), &need);
+  if (!header.ok()) return header.status().WithContext("verify before upload");
+  if (*header != blobs) {
+    return Status::Internal(fmt::format("verify before upload: pack {} header mismatch", id.Short()));
+  }
+  return Status::Ok();
+}
+
 Status PackSaver::UploadOne(PendingPack& p) {
   Id id = Id::Hash(p.data);
   if (options_.verify_before_upload) {
     // Re-read what we are about to store: header, then every blob (restic ≥ 0.16.4 does the same).
-    uint64_t need = 0;
-    Result<std::vector<PackedBlob>> header =
-        ParsePackHeader(repo_.key(), id, p.data.size(), p.data, repo_.version(), &need);
-    if (!header.ok()) return header.status().WithContext("verify before upload");
-    if (*header != p.blobs) {
-      return Status::Internal(fmt::format("verify before upload: pack {} header mismatch", id.Short()));
-    }
+    FSB_RETURN_IF_ERROR(CheckHeader(id, p.data.size(), p.data, p.blobs));
     // Every blob's content was proven when it was encoded (EncodeBlobChecked); its MAC proves
     // the stored bytes are still the ones that were proven.
     for (const PackedBlob& b : p.blobs) {
@@ -152,15 +158,11 @@ Status PackSaver::Stored(const Id& id, uint64_t size, std::vector<PackedBlob> bl
 Status PackSaver::AddSpooled(BlobType type, const Id& id, ByteView stored,
                              uint32_t uncompressed_length, uint64_t plain_size,
                              std::unique_lock<std::mutex>& build_lock) {
-  std::shared_ptr<SpooledPack>& open = spooled_[static_cast<int>(type)];
-  if (!open) {
-    Result<std::unique_ptr<SpoolFile>> file = repo_.backend().CreateSpool(FileType::kPack);
-    if (!file.ok()) return file.status().WithContext("create pack file");
-    if (!*file) return Status::Internal("the backend stopped offering pack files");
-    open = std::make_shared<SpooledPack>();
-    open->file = std::move(*file);
+  if (!spooled_[static_cast<int>(type)]) {
+    FSB_ASSIGN_OR_RETURN(const bool offered, OpenSpooledLocked(type));
+    if (!offered) return Status::Internal("the backend stopped offering pack files");
   }
-  std::shared_ptr<SpooledPack> pack = open;
+  std::shared_ptr<SpooledPack> pack = spooled_[static_cast<int>(type)];
   PackedBlob blob;
   blob.type = type;
   blob.id = id;
@@ -170,9 +172,7 @@ Status PackSaver::AddSpooled(BlobType type, const Id& id, ByteView stored,
   pack->blobs.push_back(blob);
   pack->data_size += stored.size();
   pack->header_size += PackHeaderEntrySize(uncompressed_length);
-  // §7.3, as for packs built in memory.
-  const bool full = pack->data_size >= repo_.options().pack_size ||
-                    pack->header_size + kCompressedEntrySize > kMaxHeaderSize - kCryptoOverhead;
+  const bool full = PackFull(pack->data_size, pack->header_size, repo_.options().pack_size);
   // What this caller writes once the build lock is released: the gathered small blobs (when
   // they reach kSpoolGatherBytes, when a big blob comes after them, or when the pack is full),
   // and a big blob itself, from the caller's buffer. Each write is one pwrite: per-blob writes of
@@ -214,6 +214,16 @@ Status PackSaver::AddSpooled(BlobType type, const Id& id, ByteView stored,
   WriterDone(pack, write);
   if (!write.ok()) return write.WithContext("write pack");
   return status;
+}
+
+Result<bool> PackSaver::OpenSpooledLocked(BlobType type) {
+  Result<std::unique_ptr<SpoolFile>> file = repo_.backend().CreateSpool(FileType::kPack);
+  if (!file.ok()) return file.status().WithContext("create pack file");
+  if (!*file) return false;
+  auto pack = std::make_shared<SpooledPack>();
+  pack->file = std::move(*file);
+  spooled_[static_cast<int>(type)] = std::move(pack);
+  return true;
 }
 
 Status PackSaver::SealSpooledLocked(BlobType type) {
@@ -294,15 +304,7 @@ Status PackSaver::UploadSpooled(PendingPack& p) {
   hash.Update(back);
   const Id id = hash.Finish();
   const uint64_t size = pack.data_size + tail.size();
-  if (options_.verify_before_upload) {
-    uint64_t need = 0;
-    Result<std::vector<PackedBlob>> header =
-        ParsePackHeader(repo_.key(), id, size, back, repo_.version(), &need);
-    if (!header.ok()) return header.status().WithContext("verify before upload");
-    if (*header != pack.blobs) {
-      return Status::Internal(fmt::format("verify before upload: pack {} header mismatch", id.Short()));
-    }
-  }
+  if (options_.verify_before_upload) FSB_RETURN_IF_ERROR(CheckHeader(id, size, back, pack.blobs));
   FSB_RETURN_IF_ERROR(repo_.PassWriteBarrier());
   Status s = pack.file->Publish(Handle{FileType::kPack, id.Hex()});
   if (!s.ok()) return s.WithContext(fmt::format("save pack {}", id.Short()));

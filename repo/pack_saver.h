@@ -102,11 +102,18 @@ class PackSaver {
   };
   Status AddSpooled(BlobType type, const Id& id, ByteView stored, uint32_t uncompressed_length,
                     uint64_t plain_size, std::unique_lock<std::mutex>& build_lock);
+  // Opens a spool file for the next pack of `type` (build_mu_ held): false when the backend offers
+  // none.
+  Result<bool> OpenSpooledLocked(BlobType type);
   // Ends the open spooled pack of `type` (build_mu_ held); it is queued once its writes are done.
   Status SealSpooledLocked(BlobType type);
   // Drops one writer of `pack`; the last writer of a sealed pack queues it.
   void WriterDone(const std::shared_ptr<SpooledPack>& pack, const Status& write);
   Status UploadSpooled(PendingPack& p);
+  // Verify before upload: the header at the end of `tail` (a pack of `size` bytes named `id`)
+  // parses and lists exactly `blobs`.
+  Status CheckHeader(const Id& id, uint64_t size, ByteView tail,
+                     const std::vector<PackedBlob>& blobs) const;
   // A pack is durable: index its blobs and count it.
   Status Stored(const Id& id, uint64_t size, std::vector<PackedBlob> blobs);
   static int UploadThreads(Repository& repo, const PackSaverOptions& options);
