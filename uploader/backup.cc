@@ -127,6 +127,20 @@ class BoundedQueue {
   bool closed_ = false;           // guarded by mu_
 };
 
+// One pread, retried when a signal interrupts it.
+ssize_t PreadRetry(int fd, uint8_t* dst, size_t len, uint64_t offset) {
+  ssize_t n;
+  do {
+    n = pread(fd, dst, len, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// The thread count an option asks for; 0 = one per CPU.
+int ThreadsOrCpus(int option) {
+  return option > 0 ? option : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 // Whether a file's pages were in the page cache before the backup read them.
 enum class CacheState { kUnknown, kHot, kCold, kNotKnowable };
 constexpr uint64_t kDropEvery = 32u << 20;
@@ -150,9 +164,7 @@ CacheState ProbeRead(int fd, uint8_t* dst, size_t len, uint64_t offset, ssize_t*
   }
   const CacheState state = nowait_unsupported.load(std::memory_order_relaxed)
                                ? CacheState::kNotKnowable : CacheState::kCold;
-  do {
-    *n = pread(fd, dst, len, static_cast<off_t>(offset));
-  } while (*n < 0 && errno == EINTR);
+  *n = PreadRetry(fd, dst, len, offset);
   return state;
 }
 
@@ -249,7 +261,10 @@ class Backup {
   // A helper walker: takes offered directories until walking is done. The calling thread joins
   // in once its own walk returned.
   void WalkHelperLoop();
+  // A walk (the root's or an offered directory's) ended; the last one wakes the helpers to stop.
   void WalkDone();
+  void WalkDoneLocked();  // walk_mu_ held
+  void UpdateIdleHintLocked();  // walk_mu_ held
   Status AddEntry(int dfd, DirState* d, const std::string& name, const struct stat& st,
                   const std::vector<Node>* parent_nodes);
   Status BuildVirtual(const VNode& v, DirState* d, const std::vector<Node>* parent_nodes);
@@ -489,31 +504,39 @@ bool Backup::OfferDir(Fd& fd, DirState* d) {
     if (idle_walkers_ <= static_cast<int>(offered_.size())) return false;
     offered_.push_back(OfferedDir{std::move(fd), d});
     walks_++;
-    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+    UpdateIdleHintLocked();
   }
   walk_cv_.notify_one();
   return true;
 }
 
+void Backup::UpdateIdleHintLocked() {
+  idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+}
+
+void Backup::WalkDoneLocked() {
+  if (--walks_ == 0) walk_cv_.notify_all();
+}
+
 void Backup::WalkDone() {
   std::lock_guard l(walk_mu_);
-  if (--walks_ == 0) walk_cv_.notify_all();
+  WalkDoneLocked();
 }
 
 void Backup::WalkHelperLoop() {
   std::unique_lock l(walk_mu_);
   for (;;) {
     idle_walkers_++;
-    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+    UpdateIdleHintLocked();
     walk_cv_.wait(l, [&] { return !offered_.empty() || walks_ == 0; });
     idle_walkers_--;
     if (offered_.empty()) {  // walks_ == 0: every directory was walked
-      idle_hint_.store(idle_walkers_, std::memory_order_relaxed);
+      UpdateIdleHintLocked();
       return;
     }
     OfferedDir job = std::move(offered_.front());
     offered_.pop_front();
-    idle_hint_.store(idle_walkers_ - static_cast<int>(offered_.size()), std::memory_order_relaxed);
+    UpdateIdleHintLocked();
     l.unlock();
     Status s = failed_.load() ? Status::Cancelled("backup stopped") : Status::Ok();
     if (s.ok()) {
@@ -525,7 +548,7 @@ void Backup::WalkHelperLoop() {
     job.fd.Reset();
     if (!s.ok()) Fail(s);
     l.lock();
-    if (--walks_ == 0) walk_cv_.notify_all();
+    WalkDoneLocked();
   }
 }
 
@@ -694,9 +717,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
       cache = ProbeRead(job.fd.get(), buf.data() + have, read_size, offset, &n, nowait_unsupported_);
       partial_ok = cache == CacheState::kHot;
     } else {
-      do {
-        n = pread(job.fd.get(), buf.data() + have, read_size, static_cast<off_t>(offset));
-      } while (n < 0 && errno == EINTR);
+      n = PreadRetry(job.fd.get(), buf.data() + have, read_size, offset);
     }
     if (n < 0) return Status::FromErrno(errno, "read", job.path);
     // A regular file returns less than asked only at its end: that saves a second pread per
@@ -891,14 +912,9 @@ Result<BackupSummary> Backup::Run() {
     log_->info("using parent snapshot snapshot={}", parent->Short());
   }
 
-  int workers = opts_.file_workers > 0 ? opts_.file_workers
-                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int encoders = opts_.encode_workers > 0
-                           ? opts_.encode_workers
-                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int walkers = opts_.walk_workers > 0
-                          ? opts_.walk_workers
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int workers = ThreadsOrCpus(opts_.file_workers);
+  const int encoders = ThreadsOrCpus(opts_.encode_workers);
+  const int walkers = ThreadsOrCpus(opts_.walk_workers);
   Status walk_status;
   std::vector<std::jthread> encode_threads;
   for (int i = 0; i < encoders; i++) encode_threads.emplace_back([this] { EncodeLoop(); });

@@ -233,6 +233,13 @@ class Restore {
     summary_.metadata_errors.push_back(std::move(msg));
     progress_->errors.fetch_add(1, std::memory_order_relaxed);
   }
+  // A regular file the restore writes (the walker's thread).
+  void CountFile(const Node& n) {
+    summary_.files++;
+    summary_.bytes += n.size;
+    progress_->total_files.fetch_add(1, std::memory_order_relaxed);
+    progress_->total_bytes.fetch_add(n.size, std::memory_order_relaxed);
+  }
   // The first error of a file is reported (`s` names the file); the rest of it is skipped.
   void FailFile(FileJob& job, const Status& s) {
     if (!job.failed.exchange(true)) RecordError(s.message());
@@ -380,10 +387,7 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
       Status m = ApplyMetadataToFd(fd.get(), n, meta_, OwnerIfKnown(fresh, dir.owner_known),
                                    ModeIsSet(n, fresh));  // created with CreateMode: plan_ is empty
       if (!m.ok()) RecordMetadataError(m.WithContext(Join(dir.rel, n.name)).message());
-      summary_.files++;
-      summary_.bytes += n.size;
-      progress_->total_files.fetch_add(1, std::memory_order_relaxed);
-      progress_->total_bytes.fetch_add(n.size, std::memory_order_relaxed);
+      CountFile(n);
       progress_->files_done.fetch_add(1, std::memory_order_relaxed);
       return Status::Ok();
     }
@@ -392,10 +396,7 @@ Status Restore::RestoreFile(Dir& dir, const Node& n) {
   for (auto& [pack, piece] : plan_) filling_->by_pack[pack].push_back(piece);
   filling_->jobs.push_back(std::move(job));
   filling_->bytes += n.size;
-  summary_.files++;
-  summary_.bytes += n.size;
-  progress_->total_files.fetch_add(1, std::memory_order_relaxed);
-  progress_->total_bytes.fetch_add(n.size, std::memory_order_relaxed);
+  CountFile(n);
   // The first batch is small, so that the workers start early.
   const size_t batch_files =
       batches_ == 0 ? std::max<size_t>(1, opts_.batch_files / 8) : opts_.batch_files;
