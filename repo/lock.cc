@@ -60,8 +60,10 @@ Result<LockInfo> DecodeLock(ByteView data) {
   if (t == j.end() || !t->is_string()) return Status::Corruption("lock: missing time");
   FSB_ASSIGN_OR_RETURN(l.time, ParseTimestamp(t->get_ref<const std::string&>()));
   if (auto e = j.find("exclusive"); e != j.end() && e->is_boolean()) l.exclusive = e->get<bool>();
-  if (auto h = j.find("hostname"); h != j.end() && h->is_string()) l.hostname = h->get<std::string>();
-  if (auto u = j.find("username"); u != j.end() && u->is_string()) l.username = u->get<std::string>();
+  if (auto h = j.find("hostname"); h != j.end() && h->is_string())
+    l.hostname = h->get<std::string>();
+  if (auto u = j.find("username"); u != j.end() && u->is_string())
+    l.username = u->get<std::string>();
   if (auto p = j.find("pid"); p != j.end() && p->is_number_integer()) l.pid = p->get<int64_t>();
   if (auto u = j.find("uid"); u != j.end() && u->is_number_unsigned()) l.uid = u->get<uint32_t>();
   if (auto g = j.find("gid"); g != j.end() && g->is_number_unsigned()) l.gid = g->get<uint32_t>();
@@ -107,8 +109,18 @@ Result<std::vector<std::pair<Id, LockInfo>>> ListLocks(Repository& repo) {
 
 namespace {
 
-// restic waits this long after writing its lock and looks again, to catch a racing locker.
+// restic waits this long after writing its lock and looks again, to catch a racing locker whose
+// lock file is written but not yet listed.
 constexpr std::chrono::milliseconds kSecondLookDelay{200};
+
+// The wait before the second look. Where every completed write is in every later listing (one
+// kernel's file system), none is needed: of two lockers that both passed their first look, the one
+// whose second look comes later sees the other's lock, since that lock was written before the
+// other's second look, which came first. The look itself is always taken.
+std::chrono::milliseconds SecondLookDelay(Repository& repo) {
+  return repo.backend().Properties().consistent_listing ? std::chrono::milliseconds(0)
+                                                        : kSecondLookDelay;
+}
 
 // The newest fresh lock that conflicts with taking one (shared: exclusive ones; exclusive: any),
 // described; nullopt when there is none. `own` is skipped; stale locks are logged if `log_stale`.
@@ -124,7 +136,8 @@ Result<std::optional<std::string>> FindConflict(Repository& repo, bool exclusive
     if (!exclusive && !l.exclusive) continue;
     if (IsStale(l, now, host, options)) {
       if (log_stale) {
-        GetLogger("repo")->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(), Describe(l, now));
+        GetLogger("repo")->warn("ignoring stale lock lock={} holder=\"{}\"", id.Short(),
+                                Describe(l, now));
       }
       continue;
     }
@@ -160,7 +173,7 @@ Status RepoLock::WaitConfirmed() const {
 Status RepoLock::Confirm(std::stop_token st) {
   {
     std::unique_lock l(mu_);
-    if (cv_.wait_for(l, st, kSecondLookDelay, [] { return false; }) || st.stop_requested()) {
+    if (cv_.wait_for(l, st, SecondLookDelay(repo_), [] { return false; }) || st.stop_requested()) {
       return Status::Cancelled("lock released before it was confirmed");
     }
   }
@@ -204,7 +217,7 @@ Result<std::unique_ptr<RepoLock>> RepoLock::Acquire(Repository& repo, bool exclu
         repo.SetWriteBarrier([raw] { return raw->WaitConfirmed(); });
         return lock;
       }
-      std::this_thread::sleep_for(kSecondLookDelay);
+      std::this_thread::sleep_for(SecondLookDelay(repo));
       Result<std::optional<std::string>> after = conflict(id);
       if (after.ok() && !*after) {
         return std::unique_ptr<RepoLock>(new RepoLock(repo, std::move(info), id, options, true));

@@ -52,7 +52,8 @@ struct LockOptions {
   // released by its owner. Called on the acquiring (or unlocking) thread; may be empty.
   std::function<bool(const LockInfo&)> is_stale_holder;
   // Shared locks only: return as soon as the lock file is written, and take restic's second look
-  // (200 ms later, for a racing exclusive locker) on the refresher thread while the caller reads
+  // (200 ms later, for a racing exclusive locker; at once where the backend's listing is
+  // consistent, see BackendProperties) on the refresher thread while the caller reads
   // the index and walks its source. The caller must not write to the repository before
   // WaitConfirmed() is OK; Acquire installs that as the repository's write barrier, so every
   // pack, index and snapshot write waits for it. Exclusive lockers (prune, forget) always confirm
@@ -73,7 +74,8 @@ class RepoLock {
   // PID p on host h by user u (age Ns)" naming the newest conflicting holder when a fresh
   // conflicting lock exists: for a shared lock an exclusive one, for an exclusive lock any. Stale
   // locks are ignored (logged). Retries with backoff until `retry_for` has passed, then fails
-  // with the holder of that moment. Blocks (≥ 200 ms: restic's wait before the second look).
+  // with the holder of that moment. Blocks (≥ 200 ms: restic's wait before the second look,
+  // unless the backend's listing is consistent).
   // Starts the refresher thread. `repo` must outlive the lock.
   static Result<std::unique_ptr<RepoLock>> Acquire(Repository& repo, bool exclusive,
                                                    const LockOptions& options = {});

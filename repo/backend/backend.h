@@ -35,6 +35,10 @@ struct FileInfo {
 struct BackendProperties {
   int max_connections = 2;  // concurrent requests worth issuing
   bool local = true;        // true when reads are cheap (no per-request latency)
+  // true when a completed Save is in every List that starts after it, whoever lists: the file
+  // system of one kernel. Then a lock's second look needs no wait for a racing locker's file to
+  // become visible (lock.h). false (wait) for object stores and network or FUSE file systems.
+  bool consistent_listing = false;
 };
 
 // A file given to the backend in pieces and published under its name only when complete: a pack,

@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <utility>
+
 #include "tests/support/faulty_backend.h"
 #include "tests/support/mem_backend.h"
 
@@ -41,7 +44,8 @@ TEST_F(LockTest, LockFileFormatRoundTrips) {
   LockInfo l = Other(true, 0);
   l.uid = 1000;
   std::string j = EncodeLock(l);
-  EXPECT_NE(j.find("\"exclusive\":true,\"hostname\":\"another-host\",\"username\":\"u\",\"pid\":4242,\"uid\":1000"),
+  EXPECT_NE(j.find("\"exclusive\":true,\"hostname\":\"another-host\",\"username\":\"u\",\"pid\":"
+                   "4242,\"uid\":1000"),
             std::string::npos);
   LockInfo back = *DecodeLock(AsBytes(j));
   EXPECT_EQ(back.pid, 4242);
@@ -105,10 +109,12 @@ TEST_F(LockTest, ExclusiveLockerRacingABackgroundConfirmationStopsEveryWrite) {
   ASSERT_EQ(locks->size(), 1u);
   EXPECT_TRUE(locks->front().second.exclusive);
   bool snapshot_written = false;
-  ASSERT_TRUE(mem_->List(FileType::kSnapshot, [&](const FileInfo&) {
-    snapshot_written = true;
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(mem_->List(FileType::kSnapshot,
+                         [&](const FileInfo&) {
+                           snapshot_written = true;
+                           return Status::Ok();
+                         })
+                  .ok());
   EXPECT_FALSE(snapshot_written);
 }
 
@@ -123,6 +129,73 @@ TEST_F(LockTest, RetryingLockerLooksTwiceBeforeReturningEvenIfAskedForTheBackgro
   PlantLock(Other(true, 0));
   EXPECT_TRUE((*l)->WaitConfirmed().ok());
   EXPECT_TRUE(repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}"))).ok());
+}
+
+// A backend with consistent listing (one kernel's file system) whose lock saves can let a racing
+// locker write its lock file right after ours: between our first look and our second.
+class RacingLockBackend : public testing::MemBackend {
+ public:
+  RacingLockBackend() : MemBackend({.consistent_listing = true}) {}
+  std::function<void()> after_lock_save;
+  Status Save(const Handle& h, ByteView data) override {
+    Status s = MemBackend::Save(h, data);
+    if (s.ok() && h.type == FileType::kLock && after_lock_save) {
+      auto racer = std::exchange(after_lock_save, nullptr);
+      racer();
+    }
+    return s;
+  }
+};
+
+class ConsistentListingLockTest : public LockTest {
+ protected:
+  ConsistentListingLockTest() {
+    InitOptions o;
+    o.scrypt_n = 1024;
+    auto be = std::make_unique<RacingLockBackend>();
+    be_ = be.get();
+    repo_ = std::move(*Repository::Init(std::move(be), Secret<std::string>("pw"), o));
+    mem_ = be_;
+  }
+  // What a prune that passed its first look together with us writes.
+  void RaceAnExclusiveLocker() {
+    be_->after_lock_save = [this] { PlantLock(Other(true, 0)); };
+  }
+  RacingLockBackend* be_;
+};
+
+TEST_F(ConsistentListingLockTest, SecondLookIsStillTakenWithoutTheWait) {
+  RaceAnExclusiveLocker();
+  auto l = RepoLock::Acquire(*repo_, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(l.status().message(), HasSubstr("already locked exclusively"));
+  auto locks = ListLocks(*repo_);  // ours was removed, the racer's stays
+  ASSERT_EQ(locks->size(), 1u);
+  EXPECT_TRUE(locks->front().second.exclusive);
+}
+
+TEST_F(ConsistentListingLockTest, BackgroundSecondLookStillStopsEveryWrite) {
+  LockOptions o;
+  o.confirm_in_background = true;
+  RaceAnExclusiveLocker();
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  Result<Id> saved = repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}")));
+  ASSERT_FALSE(saved.ok());
+  EXPECT_EQ(saved.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*l)->WaitConfirmed().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ConsistentListingLockTest, LockerWithoutARacerIsConfirmed) {
+  LockOptions o;
+  o.confirm_in_background = true;
+  auto l = RepoLock::Acquire(*repo_, false, o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_TRUE((*l)->WaitConfirmed().ok());
+  EXPECT_TRUE(repo_->SaveUnpacked(FileType::kSnapshot, AsBytes(std::string("{}"))).ok());
+  auto x = RepoLock::Acquire(*repo_, true);  // an exclusive locker now sees our shared lock
+  EXPECT_EQ(x.status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(LockTest, SharedLockBlocksExclusiveOnly) {
@@ -157,10 +230,12 @@ TEST_F(LockTest, RemoveAllAlsoRemovesUnreadableLocks) {
   EXPECT_EQ(ListLocks(*repo_)->size(), 1u);  // the unreadable one is not a lock anyone honours
   EXPECT_EQ(*RemoveLocks(*repo_, true), 2);
   int left = 0;
-  ASSERT_TRUE(mem_->List(FileType::kLock, [&](const FileInfo&) {
-    left++;
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(mem_->List(FileType::kLock,
+                         [&](const FileInfo&) {
+                           left++;
+                           return Status::Ok();
+                         })
+                  .ok());
   EXPECT_EQ(left, 0);
 }
 

@@ -1,12 +1,12 @@
 #include "repo/backend/local/local_backend.h"
 
-#include "base/dir.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +15,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "base/dir.h"
 
 namespace fsb::repo {
 namespace {
@@ -120,13 +122,32 @@ Status Sync(int fd, bool is_dir, const std::string& path) {
 
 }  // namespace
 
-LocalBackend::LocalBackend(std::string path, Options options, Fd root, bool group_access)
+LocalBackend::LocalBackend(std::string path, Options options, Fd root, bool group_access,
+                           bool consistent_listing)
     : path_(std::move(path)),
       options_(options),
       root_(std::move(root)),
       dir_mode_(group_access ? 0770 : 0700),
       temp_mode_(group_access ? 0660 : 0600),
-      readonly_mode_(group_access ? 0440 : 0400) {}
+      readonly_mode_(group_access ? 0440 : 0400),
+      consistent_listing_(consistent_listing) {}
+
+bool LocalBackend::ListsConsistently(int64_t f_type) {
+  switch (static_cast<uint32_t>(f_type)) {
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC:
+    case 0x2fc12fc1u:  // ZFS (not in linux/magic.h: out of tree)
+    case 0xca451a4eu:  // bcachefs
+      return true;
+    default:
+      return false;
+  }
+}
 
 Result<std::unique_ptr<LocalBackend>> LocalBackend::Open(std::string path, Options options) {
   if (path.empty()) return Status::InvalidArgument("repository path is empty");
@@ -160,8 +181,10 @@ Result<std::unique_ptr<LocalBackend>> LocalBackend::Open(std::string path, Optio
   } else if (errno != ENOENT) {
     return Status::FromErrno(errno, "stat", path + "/config").WithContext("open repository");
   }
+  struct statfs fs;
+  const bool consistent = ::fstatfs(root.get(), &fs) == 0 && ListsConsistently(fs.f_type);
   return std::unique_ptr<LocalBackend>(
-      new LocalBackend(std::move(path), options, std::move(root), group_access));
+      new LocalBackend(std::move(path), options, std::move(root), group_access, consistent));
 }
 
 std::string LocalBackend::FullPath(const std::string& rel) const {
@@ -417,7 +440,8 @@ Status LocalBackend::List(FileType type, const std::function<Status(const FileIn
   for (const DirEntry& e : entries) {
     struct stat st;
     if (e.type == DT_DIR ||
-        (e.type == DT_UNKNOWN && ::fstatat(data->get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (e.type == DT_UNKNOWN &&
+         ::fstatat(data->get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
          S_ISDIR(st.st_mode))) {
       subdirs.push_back(e.name);
     }

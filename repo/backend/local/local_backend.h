@@ -60,8 +60,15 @@ class LocalBackend : public Backend {
   // and fsyncs them. kAlreadyExists if the directory already holds a `config`.
   Status Create() override;
   BackendProperties Properties() const override {
-    return {.max_connections = options_.max_connections, .local = true};
+    return {.max_connections = options_.max_connections,
+            .local = true,
+            .consistent_listing = consistent_listing_};
   }
+  // Whether a file system of this statfs f_type is one only this kernel mounts (ext2/3/4, xfs,
+  // btrfs, f2fs, zfs, bcachefs, tmpfs, ramfs, overlayfs), so that a rename is in every later
+  // readdir: the `consistent_listing` of a repository there. Network and FUSE file systems (NFS,
+  // CIFS, CephFS, 9p, s3fs ...) may serve listings from a cache, and unknown ones are taken to.
+  static bool ListsConsistently(int64_t f_type);
   // An unnamed file (O_TMPFILE) in the type's directory; Publish fsyncs it, makes it read-only,
   // links it under its final name (making missing directories) and fsyncs that directory. A
   // crash before Publish leaves nothing (no temp names to clean up). nullptr when the file system
@@ -71,7 +78,8 @@ class LocalBackend : public Backend {
 
  private:
   class LocalSpool;
-  LocalBackend(std::string path, Options options, Fd root, bool group_access);
+  LocalBackend(std::string path, Options options, Fd root, bool group_access,
+               bool consistent_listing);
 
   // path_ + "/" + rel, for messages.
   std::string FullPath(const std::string& rel) const;
@@ -84,10 +92,11 @@ class LocalBackend : public Backend {
 
   const std::string path_;
   const Options options_;
-  const Fd root_;               // O_RDONLY | O_DIRECTORY of path_; only used through *at() calls
-  const mode_t dir_mode_;       // 0700, or 0770 when config is group-readable (§1.1)
-  const mode_t temp_mode_;      // 0600 or 0660: the temp file while it is written
-  const mode_t readonly_mode_;  // 0400 or 0440: the file once saved
+  const Fd root_;                  // O_RDONLY | O_DIRECTORY of path_; only used through *at() calls
+  const mode_t dir_mode_;          // 0700, or 0770 when config is group-readable (§1.1)
+  const mode_t temp_mode_;         // 0600 or 0660: the temp file while it is written
+  const mode_t readonly_mode_;     // 0400 or 0440: the file once saved
+  const bool consistent_listing_;  // ListsConsistently(the root's file system), at Open
   // Whether CreateSpool can give an unnamed file a name here (probed once, see CreateSpool).
   enum { kSpoolUnknown, kSpoolOffered, kSpoolRefused };
   mutable std::atomic<int> spool_state_{kSpoolUnknown};

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -382,6 +383,24 @@ TEST_F(LocalBackendTest, PropertiesFollowOptions) {
   Result<std::unique_ptr<LocalBackend>> none =
       LocalBackend::Open(repo_.string(), {.max_connections = 0});
   EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LocalBackendTest, ListingIsConsistentOnTheFileSystemsOfOneKernelOnly) {
+  auto be = CreateRepo();
+  ASSERT_NE(be, nullptr);
+  struct statfs fs;
+  ASSERT_EQ(::statfs(repo_.c_str(), &fs), 0);
+  // What this machine's temp directory is on decides; the classification is checked below.
+  EXPECT_EQ(be->Properties().consistent_listing, LocalBackend::ListsConsistently(fs.f_type));
+  for (int64_t local :
+       std::initializer_list<int64_t>{0xEF53, 0x58465342, 0x9123683E, 0x01021994, 0x794c7630}) {
+    EXPECT_TRUE(LocalBackend::ListsConsistently(local)) << std::hex << local;
+  }
+  // NFS, SMB2, CIFS, CephFS, 9p (v9fs), FUSE: listings may come from a cache; unknown: assumed to.
+  for (int64_t remote : std::initializer_list<int64_t>{0x6969, 0xFE534D42, 0xFF534D42, 0x00C36400,
+                                                       0x01021997, 0x65735546, 0x12345678}) {
+    EXPECT_FALSE(LocalBackend::ListsConsistently(remote)) << std::hex << remote;
+  }
 }
 
 TEST_F(LocalBackendTest, ResticFixtureRepositoryListsExactlyItsFiles) {
