@@ -130,8 +130,72 @@ def settle():
         time.sleep(wait)
 
 
+class RestoreFs:
+    """Where a dataset's timed restores go: a file system made for that dataset, ext4 with mkfs's
+    defaults (a journal, as on a node's disk), on a loop device (direct I/O, so its writeback is not
+    copied twice) over a sparse image in the bench directory. Each dataset gets a new one, so every
+    restore starts on the same empty file system whatever ran before. This machine's own disk is
+    ext4 without a journal, where the inode allocator skips inodes deleted in the last 60 s, or
+    360 s while their inode table block is dirty (`recently_deleted()`, fs/ext4/ialloc.c, only
+    without a journal): restore times there depended on what the bench had deleted minutes
+    earlier (fsb's `small` restore: 15.7-16.2 s in the bench, 4.3-5.1 s by hand).
+    Without root, mkfs.ext4 or losetup the restores go to the bench directory, after settle()."""
+
+    SIZE = 24 << 30  # sparse; ~1.5 M inodes: 4 restores of `small` need 0.8 M
+
+    def __init__(self, work):
+        self.work = work
+        self.image = os.path.join(work, "restore-fs.img")
+        self.mnt = os.path.join(work, "restore-fs")
+        self.dev = None
+        self.what = "the bench directory's file system (no file system could be made: not root?)"
+
+    def fresh(self, name):
+        """An empty directory for the restores of dataset `name`."""
+        self.stop()
+        if os.geteuid() == 0 and shutil.which("mkfs.ext4") and shutil.which("losetup"):
+            try:
+                with open(self.image, "wb") as f:
+                    f.truncate(self.SIZE)
+                sh(["mkfs.ext4", "-q", "-F", self.image], stdout=subprocess.DEVNULL)
+                self.dev = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", self.image],
+                                          check=True, capture_output=True, text=True).stdout.strip()
+                os.makedirs(self.mnt, exist_ok=True)
+                sh(["mount", self.dev, self.mnt])
+                self.what = ("ext4 made fresh for each dataset by `mkfs.ext4` with its defaults (journal), "
+                             "on a loop device with direct I/O over a sparse image")
+                os.makedirs(os.path.join(self.mnt, name))
+                return os.path.join(self.mnt, name)
+            except (subprocess.CalledProcessError, OSError) as e:
+                print(f"bench: no file system for the restores ({e}); restoring into {self.work}", flush=True)
+                self.stop()
+        # What an earlier run left is deleted now, before the dataset's backups: a timed restore
+        # is minutes away (settle() still guards it).
+        path = os.path.join(self.work, "restores", name)
+        remove_tree(path)
+        return path
+
+    def done(self, path):
+        """The restores in `path` are checked: deleted on the bench directory's file system (disk
+        use stays bounded by one dataset's restores), left to the next fresh() otherwise."""
+        if not self.dev:
+            remove_tree(path)
+
+    def stop(self):
+        if os.path.ismount(self.mnt):
+            subprocess.run(["umount", self.mnt], check=False)
+        if self.dev:
+            subprocess.run(["losetup", "-d", self.dev], check=False)
+            self.dev = None
+        if os.path.exists(self.image):
+            os.remove(self.image)
+
+
 def timed(cmd, cwd=None, env=None, may_time_out=False):
-    """(wall seconds, peak RSS KiB) of cmd; None when may_time_out and `timeout` killed it (124)."""
+    """(wall seconds, peak RSS KiB) of cmd; None when may_time_out and `timeout` killed it (124).
+    Dirty pages of the commands before are written out first, so that no command pays for the
+    writeback of another's output."""
+    os.sync()
     with tempfile.NamedTemporaryFile("r") as t:
         full = ["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd
         r = subprocess.run(full, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -218,12 +282,11 @@ class S3rver:
         self.proc.wait()
 
 
-def bench_s3(work, tools, data, runs):
+def bench_s3(work, tools, data, runs, restore_fs):
     """Initial backup and restore of `data` into s3rver, both tools over TLS, best of `runs`."""
     server = S3rver(work)
     res = {t.name: {} for t in tools}
-    restores = os.path.join(work, "restores", "s3")
-    remove_tree(restores)  # before the backups: a timed restore is minutes away
+    restores = restore_fs.fresh("s3")
     remove_tree(os.path.join(work, "restore-s3-fsb"))  # the layout before restores/
     remove_tree(os.path.join(work, "restore-s3-restic"))
     try:
@@ -251,7 +314,7 @@ def bench_s3(work, tools, data, runs):
                               capture_output=True, text=True)
         if diff.returncode != 0:
             sys.exit(f"bench: fsb's S3 restore differs from the source:\n{diff.stdout[-3000:]}")
-        remove_tree(restores)
+        restore_fs.done(restores)
     finally:
         server.stop()
         for t in tools:
@@ -463,8 +526,17 @@ def main():
     with open(pwfile, "w") as f:
         f.write("bench-password\n")
     tools = [Tool("restic", work, pwfile), Tool("fsb", work, pwfile)]
-    makers = {"source": make_source, "large": make_large, "small": make_small}
     rows = []
+    restore_fs = RestoreFs(work)
+    try:
+        run_datasets(args, work, tools, restore_fs, rows)
+    finally:
+        restore_fs.stop()
+    write_results(args, rows, restore_fs.what)
+
+
+def run_datasets(args, work, tools, restore_fs, rows):
+    makers = {"source": make_source, "large": make_large, "small": make_small}
     for ds in args.datasets.split(","):
         if ds == "many":
             rows += bench_many(work, tools, args.many_files, args.runs, args.many_restic_timeout)
@@ -477,7 +549,8 @@ def main():
             if not os.path.isdir(src):
                 make_source(src, args.quick)
             entries = os.listdir(src)
-            rows += bench_s3(work, tools, os.path.join(src, entries[0]) if len(entries) == 1 else src, args.runs)
+            rows += bench_s3(work, tools, os.path.join(src, entries[0]) if len(entries) == 1 else src, args.runs,
+                             restore_fs)
             continue
         data = os.path.join(work, "data", ds)
         if not os.path.isdir(data):
@@ -491,10 +564,9 @@ def main():
         sh(["sh", "-c", f"tar -cf - -C '{data}' . > /dev/null"])  # warm the page cache
         res = {t.name: {} for t in tools}
         repos = {t.name: os.path.join(work, "repos", f"{t.name}-{ds}") for t in tools}
-        # Restores go to fresh directories restores/<ds>/<tool>-<run>; what an earlier run left is
-        # deleted here, before the backups (settle() still guards the first restore).
-        restores = os.path.join(work, "restores", ds)
-        remove_tree(restores)
+        # Restores go to fresh directories <ds>/<tool>-<run> on the dataset's own file system
+        # (see RestoreFs).
+        restores = restore_fs.fresh(ds)
         remove_tree(os.path.join(work, "restore-fsb"))  # the layout before restores/
         remove_tree(os.path.join(work, "restore-restic"))
         for op in ["initial backup", "no-change backup", "1% changed backup", "restore"]:
@@ -522,13 +594,12 @@ def main():
                                os.path.join(restores, f"fsb-{args.runs - 1}")], capture_output=True, text=True)
         if diff.returncode != 0:
             sys.exit(f"bench: fsb's restore differs from the source:\n{diff.stdout[-3000:]}")
-        remove_tree(restores)  # disk stays bounded by one dataset's restores
+        restore_fs.done(restores)
         for op in res["fsb"]:
             rows.append((ds, op, res["restic"][op], res["fsb"][op]))
-    write_results(args, rows)
 
 
-def write_results(args, rows):
+def write_results(args, rows, restore_fs_what):
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -546,6 +617,7 @@ def write_results(args, rows):
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}, fsb commit {commit}",
         f"- machine: {os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, kernel {platform.release()}",
         f"- restic: {rv}",
+        f"- restore targets: {restore_fs_what}; every timed command starts after a `sync`",
         "",
         "| dataset | operation | restic s | fsb s | speed-up (restic/fsb) | restic peak RSS MiB | fsb peak RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|",
