@@ -561,7 +561,8 @@ def run_datasets(args, work, tools, restore_fs, rows):
         if ds == "source" and len(entries) == 1:
             data = os.path.join(data, entries[0])
         sh(["cat"] + files_of(data)[:1], stdout=subprocess.DEVNULL)
-        sh(["sh", "-c", f"tar -cf - -C '{data}' . > /dev/null"])  # warm the page cache
+        # Warm the page cache. Through a pipe: GNU tar writing to /dev/null itself reads no file.
+        sh(["sh", "-c", f"tar -cf - -C '{data}' . | cat > /dev/null"])
         res = {t.name: {} for t in tools}
         repos = {t.name: os.path.join(work, "repos", f"{t.name}-{ds}") for t in tools}
         # Restores go to fresh directories <ds>/<tool>-<run> on the dataset's own file system
