@@ -16,12 +16,20 @@ bool LooksIncompressible(ByteView b) {
   constexpr size_t kSample = 256;
   constexpr int kMinDistinct = 148;
   if (b.size() < 2 * kSample) return false;
-  for (size_t at : {size_t{0}, b.size() / 2 - kSample / 2, b.size() - kSample}) {
+  auto random_at = [&](size_t at) {
     uint64_t seen[4] = {0, 0, 0, 0};
     for (size_t i = at; i < at + kSample; i++) seen[b[i] >> 6] |= uint64_t{1} << (b[i] & 63);
     const int distinct = std::popcount(seen[0]) + std::popcount(seen[1]) + std::popcount(seen[2]) +
                          std::popcount(seen[3]);
-    if (distinct < kMinDistinct) return false;
+    return distinct >= kMinDistinct;
+  };
+  if (!random_at(0) || !random_at(b.size() / 2 - kSample / 2) || !random_at(b.size() - kSample)) {
+    return false;
+  }
+  // Bigger blobs: one more sample every kIncompressibleSampleStride bytes.
+  for (size_t at = kIncompressibleSampleStride; at + kSample < b.size();
+       at += kIncompressibleSampleStride) {
+    if (!random_at(at)) return false;
   }
   return true;
 }
@@ -52,7 +60,7 @@ Bytes EncodeBlob(const CryptoKey& key, BlobType type, ByteView plain, uint32_t r
   FSB_CHECK(!plain.empty());  // restic never writes empty blobs (§6)
   bool compress = repo_version >= 2 && (type == BlobType::kTree || mode != CompressionMode::kOff);
   if (compress && type == BlobType::kData && mode == CompressionMode::kAuto &&
-      plain.size() <= kIncompressibleProbeMax && LooksIncompressible(plain)) {
+      LooksIncompressible(plain)) {
     compress = false;
   }
   if (!compress) {
