@@ -285,14 +285,19 @@ std::vector<Id> Repository::LoadedIndexFiles() const {
   return index_files_;
 }
 
-bool Repository::ReserveBlob(BlobType type, const Id& id) {
+bool Repository::ReserveBlob(BlobType type, const Id& id, uint64_t writer) {
   {
     std::shared_lock lock(index_mu_);
     if (index_.Has(type, id) || reserved_[static_cast<int>(type)].count(id)) return false;
   }
   std::unique_lock lock(index_mu_);
   if (index_.Has(type, id)) return false;
-  return reserved_[static_cast<int>(type)].insert(id).second;
+  return reserved_[static_cast<int>(type)].emplace(id, writer).second;
+}
+
+void Repository::ReleaseReservations(uint64_t writer) {
+  std::unique_lock lock(index_mu_);
+  for (auto& reserved : reserved_) std::erase_if(reserved, [&](const auto& r) { return r.second == writer; });
 }
 
 Result<std::shared_ptr<const Bytes>> Repository::LoadTreePack(const Id& id) {

@@ -13,6 +13,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -113,8 +114,14 @@ class Repository {
   std::vector<Id> LoadedIndexFiles() const;
 
   // Dedup for writers: true when the caller should store (type, id) — it is neither indexed nor
-  // reserved by another writer. The reservation lasts until the blob is indexed.
-  bool ReserveBlob(BlobType type, const Id& id);
+  // reserved by another writer. The reservation lasts until the blob is indexed, or until
+  // `writer` releases its reservations. `writer`: from NewWriter(), one per backup.
+  bool ReserveBlob(BlobType type, const Id& id, uint64_t writer = 0);
+  uint64_t NewWriter() { return next_writer_.fetch_add(1) + 1; }
+  // Drops what `writer` reserved and did not get indexed: a backup that failed stored only part of
+  // what it reserved, and a later backup through this Repository must store those blobs itself
+  // rather than take them for stored (its snapshot would name blobs that do not exist).
+  void ReleaseReservations(uint64_t writer);
 
   // Loads and verifies one blob via the index. kNotFound naming the blob if not indexed.
   Result<Bytes> LoadBlob(BlobType type, const Id& id);
@@ -150,7 +157,8 @@ class Repository {
 
   mutable std::shared_mutex index_mu_;
   Index index_;                                           // guarded by index_mu_
-  std::unordered_set<Id, IdHash> reserved_[2];            // guarded by index_mu_
+  std::unordered_map<Id, uint64_t, IdHash> reserved_[2];  // ID → writer; guarded by index_mu_
+  std::atomic<uint64_t> next_writer_{0};
   std::vector<Id> index_files_;                           // guarded by index_mu_
 };
 

@@ -62,10 +62,50 @@ struct FileJob {
   bool sparse = false;  // fewer blocks than bytes: look for holes instead of reading them
 };
 
-// A new data blob whose compression and encryption run on the encode pool.
+// The chunk IDs of one file, in order. A file of more than one chunk has its chunks hashed (and,
+// when new, compressed and encrypted) on the encode pool: the thread reading it only reads and
+// finds the boundaries, which restic's chunker can only do in sequence, so one big file keeps both
+// cores busy, also when its chunks are all known (a changed multi-GB file: only SHA-256 to do).
+class FileChunks {
+ public:
+  // Appends a slot; with a known ID (a zero chunk, or a file hashed by its reader) it is filled.
+  size_t Append(const Id& id = Id()) {
+    std::lock_guard l(mu_);
+    ids_.push_back(id);
+    return ids_.size() - 1;
+  }
+  void Set(size_t index, const Id& id) {
+    std::lock_guard l(mu_);
+    ids_[index] = id;
+  }
+  void Handed() {
+    std::lock_guard l(mu_);
+    pending_++;
+  }
+  // A chunk handed to the pool is done (or dropped): the last one wakes the reader. Notified under
+  // the lock: the reader may destroy this object as soon as it sees pending_ == 0.
+  void Done() {
+    std::lock_guard l(mu_);
+    if (--pending_ == 0) done_.notify_all();
+  }
+  // Blocks until every chunk handed to the pool is done; then the IDs are final.
+  std::vector<Id> Wait() {
+    std::unique_lock l(mu_);
+    done_.wait(l, [&] { return pending_ == 0; });
+    return std::move(ids_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable done_;
+  std::vector<Id> ids_;
+  size_t pending_ = 0;
+};
+
+// A chunk of a multi-chunk file, for the encode pool: hashed there, stored if new.
 struct EncodeJob {
-  Id id;
-  uint64_t check;  // xxHash of the bytes the ID was computed from (see StoreBlob)
+  FileChunks* file;
+  size_t index;
   Bytes plain;
 };
 
@@ -230,14 +270,21 @@ class Backup {
         tables_(repo::ChunkerTables::Get(repo::Polynomial(repo.config().chunker_polynomial))),
         zero_chunk_id_(Id::Hash(ZeroChunk())),
         zero_chunk_check_(Checksum(ZeroChunk().data(), ZeroChunk().size())),
+        writer_(repo.NewWriter()),
         log_(GetLogger("uploader")) {}
 
-  Result<BackupSummary> Run();
+  // Runs the backup; when it fails, the blobs it reserved and did not store are released.
+  Result<BackupSummary> Run() {
+    Result<BackupSummary> r = RunOnce();
+    if (!r.ok()) repo_.ReleaseReservations(writer_);
+    return r;
+  }
   Result<BackupSummary> RunWithStop() {
     // Called on the thread that requests the stop; Fail only takes a mutex and sets flags.
     std::stop_callback on_stop(opts_.stop, [this] { Fail(Status::Cancelled("backup canceled")); });
     return Run();
   }
+  Result<BackupSummary> RunOnce();
 
  private:
   void Fail(const Status& s) {
@@ -288,6 +335,7 @@ class Backup {
   std::shared_ptr<const repo::ChunkerTables> tables_;
   Id zero_chunk_id_;  // SHA-256 of kChunkerMinBytes zero bytes: every chunk inside a hole
   uint64_t zero_chunk_check_;
+  const uint64_t writer_;  // this backup's blob reservations (Repository::ReserveBlob)
   std::shared_ptr<spdlog::logger> log_;
   MetaOptions meta_opts_;
 
@@ -340,7 +388,7 @@ void Backup::Complete(DirState* d) {
   Bytes tree = repo::EncodeTree(kept);
   Id id = Id::Hash(tree);
   const uint64_t check = Checksum(tree.data(), tree.size());
-  if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id)) {
+  if (!failed_.load() && repo_.ReserveBlob(BlobType::kTree, id, writer_)) {
     StoreBlob(BlobType::kTree, id, check, tree).IgnoreError();  // a failure is in the error slot
     tree_blobs_++;
   }
@@ -626,21 +674,22 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   size_t scanned = 0;
   uint64_t offset = 0;  // file offset of buf[have]
   bool eof = false;
+  // Every return below waits for the chunks on the pool first: they point into `chunks`.
+  FileChunks chunks;
+  struct WaitForPool {
+    FileChunks& chunks;
+    ~WaitForPool() { chunks.Wait(); }
+  } wait_for_pool{chunks};
+  const bool pooled = job.size > repo::kChunkerMinBytes;
+  // A chunk whose ID is known (zeros), or any chunk of a single-chunk file (many of those run side
+  // by side already): stored from this thread.
   auto store = [&](const Id& id, uint64_t check, ByteView chunk) -> Status {
-    content->push_back(id);
-    if (repo_.ReserveBlob(BlobType::kData, id)) {
+    chunks.Append(id);
+    if (repo_.ReserveBlob(BlobType::kData, id, writer_)) {
       data_blobs_++;
       data_added_ += chunk.size();
-      if (job.size > repo::kChunkerMinBytes) {
-        // Multi-chunk file: compression and encryption go to the pool, so one big file keeps
-        // every core busy while this thread reads and chunks on.
-        if (!encode_queue_.Push(EncodeJob{id, check, Bytes(chunk.begin(), chunk.end())})) {
-          return Status::Cancelled("backup stopped");
-        }
-      } else {
-        Status saved = StoreBlob(BlobType::kData, id, check, chunk);
-        if (!saved.ok()) return saved;
-      }
+      Status saved = StoreBlob(BlobType::kData, id, check, chunk);
+      if (!saved.ok()) return saved;
     }
     progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
     return Status::Ok();
@@ -651,6 +700,13 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
     const bool zero = len == repo::kChunkerMinBytes && IsAllZero(chunk);
     if (zero) {
       FSB_RETURN_IF_ERROR(store(zero_chunk_id_, zero_chunk_check_, chunk));
+    } else if (pooled) {
+      const size_t index = chunks.Append();
+      chunks.Handed();
+      if (!encode_queue_.Push(EncodeJob{&chunks, index, Bytes(chunk.begin(), chunk.end())})) {
+        chunks.Done();
+        return Status::Cancelled("backup stopped");
+      }
     } else {
       // The xxHash right after the SHA-256, over the same bytes: the encoder proves its output
       // against it (a flip in this buffer, its copy or the compressor cannot go unnoticed).
@@ -743,6 +799,9 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   // Don't leave a backup's worth of cold data in the node's page cache, and don't evict what the
   // node's workloads were using (a hot file's pages stay).
   if (cache == CacheState::kCold) posix_fadvise(job.fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  *content = chunks.Wait();
+  // A chunk the pool dropped (the backup failed meanwhile) has no ID.
+  if (failed_.load()) return Status::Cancelled("backup stopped");
   return Status::Ok();
 }
 
@@ -763,8 +822,22 @@ Status Backup::StoreBlob(BlobType type, const Id& id, uint64_t check, ByteView p
 
 void Backup::EncodeLoop() {
   while (std::optional<EncodeJob> job = encode_queue_.Pop()) {
-    if (failed_.load(std::memory_order_relaxed)) continue;  // drain quietly
-    StoreBlob(BlobType::kData, job->id, job->check, job->plain).IgnoreError();  // a failure is already in the error slot
+    if (!failed_.load(std::memory_order_relaxed)) {  // else drain quietly
+      // The xxHash right after the SHA-256, over the same bytes: the encoder proves its output
+      // against it (a flip in this buffer or the compressor cannot go unnoticed).
+      const ByteView chunk = job->plain;
+      const Id id = Id::Hash(chunk);
+      const uint64_t check = Checksum(chunk.data(), chunk.size());
+      job->file->Set(job->index, id);
+      if (repo_.ReserveBlob(BlobType::kData, id, writer_)) {
+        data_blobs_++;
+        data_added_ += chunk.size();
+        // A failure is already in the error slot, and ends the backup.
+        StoreBlob(BlobType::kData, id, check, chunk).IgnoreError();
+      }
+      progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+    }
+    job->file->Done();
   }
 }
 
@@ -821,7 +894,7 @@ std::optional<Id> Backup::ChooseParent(const std::vector<std::string>& abs_paths
   return best;
 }
 
-Result<BackupSummary> Backup::Run() {
+Result<BackupSummary> Backup::RunOnce() {
   if (opts_.source_dir_fd >= 0) {
     if (!opts_.targets.empty()) return Status::InvalidArgument("both a source directory and targets given");
     if (opts_.source_path.empty() || opts_.source_path[0] != '/') {

@@ -148,6 +148,26 @@ TEST_F(RepositoryTest, PackSaverStoresIndexesAndDedups) {
   EXPECT_EQ(*b, plain7);
 }
 
+// A backup that failed releases what it reserved and did not store, and only that: another
+// writer's reservations and indexed blobs stay.
+TEST_F(RepositoryTest, ReleasedReservationsAreTheWritersUnindexedOnes) {
+  auto r = InitMem();
+  const uint64_t failed = r->NewWriter(), other = r->NewWriter();
+  ASSERT_NE(failed, other);
+  const Id stored = Id::Hash(AsBytes(std::string("stored")));
+  const Id lost = Id::Hash(AsBytes(std::string("lost")));
+  const Id others = Id::Hash(AsBytes(std::string("other writer's")));
+  ASSERT_TRUE(r->ReserveBlob(BlobType::kData, stored, failed));
+  ASSERT_TRUE(r->ReserveBlob(BlobType::kTree, lost, failed));
+  ASSERT_TRUE(r->ReserveBlob(BlobType::kData, others, other));
+  r->AddToIndex(Id::Hash(AsBytes(std::string("pack"))),
+                {PackedBlob{BlobType::kData, stored, 0, 100, 0}});
+  r->ReleaseReservations(failed);
+  EXPECT_TRUE(r->ReserveBlob(BlobType::kTree, lost, other));     // to be stored again
+  EXPECT_FALSE(r->ReserveBlob(BlobType::kData, stored, other));  // indexed
+  EXPECT_FALSE(r->ReserveBlob(BlobType::kData, others, failed));  // still the other's
+}
+
 TEST_F(RepositoryTest, FailedPackUploadIsReportedAndNothingIndexed) {
   testing::MemBackend mem;
   auto faulty = std::make_unique<testing::FaultyBackend>(mem);

@@ -333,6 +333,34 @@ TEST_F(BackupRestoreTest, RepositoryFailureFailsBackupWithoutSnapshot) {
   EXPECT_TRUE(repo_->ListSnapshotIds()->empty());
 }
 
+// Chunks of big files are hashed and stored on the encode pool while their readers wait for them:
+// a repository failure in the middle must end the backup (no reader left waiting, no snapshot),
+// whichever chunk it hits.
+TEST_F(BackupRestoreTest, RepositoryFailureWhileBigFilesAreOnThePoolEndsTheBackup) {
+  repo::RepositoryOptions options;
+  options.pack_size = 1 << 20;  // a pack save every MiB or so: the failures land mid-file
+  auto small_packs = repo::Repository::Open(std::make_unique<ForwardingBackend>(*faulty_),
+                                            Secret<std::string>("pw"), options);
+  ASSERT_TRUE(small_packs.ok()) << small_packs.status().ToString();
+  repo_ = std::move(*small_packs);
+  for (int i = 0; i < 4; i++) {
+    Write(src_ / ("big" + std::to_string(i)), testing::SeededRandomBytes(40 + i, 6 << 20));
+  }
+  for (int nth : {1, 3, 8}) {
+    faulty_->FailNth(testing::BackendOp::kSave, nth, Status::Unavailable("disk on fire"));
+    auto sum = Backup();
+    ASSERT_FALSE(sum.ok()) << "save " << nth;
+    EXPECT_THAT(sum.status().message(), HasSubstr("disk on fire"));
+    faulty_->ClearFaults();
+    EXPECT_TRUE(repo_->ListSnapshotIds()->empty());
+  }
+  // And without a failure, the same files back up and come back.
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  ASSERT_TRUE(Restore(sum->snapshot_id, dir_.path() / "out").ok());
+  ExpectSameContent(src_, dir_.path() / "out");
+}
+
 TEST_F(BackupRestoreTest, AllZeroChunksRestoreAsHoles) {
   Write(src_ / "zeros", Bytes(4 << 20, 0));
   auto sum = Backup();
