@@ -130,6 +130,15 @@ def settle():
         time.sleep(wait)
 
 
+def warm(path):
+    """Reads every file under `path` into the page cache, through a pipe (GNU tar writing to
+    /dev/null itself reads no file). Before every timed command, on its input (a backup's data, a
+    restore's repository): this VM reclaims cold page cache in the background (DAMON), and fsb
+    drops from the cache what it had to read from disk, so without it a run could find its input
+    partly on disk, depending on what ran before."""
+    sh(["sh", "-c", f"tar -cf - -C '{path}' . | cat > /dev/null"])
+
+
 class RestoreFs:
     """Where a dataset's timed restores go: a file system made for that dataset, ext4 with mkfs's
     defaults (a journal, as on a node's disk), on a loop device (direct I/O, so its writeback is not
@@ -227,13 +236,16 @@ class Tool:
         return self.cmd(repo, "backup", "--host", "bench", ".")
 
     def backup(self, repo, data):
+        warm(data)
         return timed(self.backup_cmd(repo), cwd=data, env=self.env)
 
-    def restore(self, repo, target):
-        """`target` must not exist: a fresh directory, never one emptied just before (see settle())."""
+    def restore(self, repo, target, repo_dir=None):
+        """`target` must not exist: a fresh directory, never one emptied just before (see settle()).
+        `repo_dir`: where the repository's files are, when `repo` is not a path."""
         if os.path.lexists(target):
             sys.exit(f"bench: restore target {target} exists")
         settle()
+        warm(repo_dir or repo)
         return timed(self.cmd(repo, "restore", "latest", "--target", target), env=self.env)
 
 
@@ -301,7 +313,7 @@ def bench_s3(work, tools, data, runs, restore_fs):
                         sh(t.cmd(repo, "init"), env=t.env, stdout=subprocess.DEVNULL)
                         m = t.backup(repo, data)
                     else:
-                        m = t.restore(repo, os.path.join(restores, f"{t.name}-{r}"))
+                        m = t.restore(repo, os.path.join(restores, f"{t.name}-{r}"), server.dir)
                     best = res[t.name].get(op)
                     res[t.name][op] = (min(best[0], m[0]) if best else m[0], max(best[1], m[1]) if best else m[1])
                     print(f"bench: s3      {op:18} {t.name:6} run {r + 1}: {m[0]:7.2f} s  {m[1] / 1024:7.1f} MiB",
@@ -560,9 +572,6 @@ def run_datasets(args, work, tools, restore_fs, rows):
         entries = os.listdir(data)
         if ds == "source" and len(entries) == 1:
             data = os.path.join(data, entries[0])
-        sh(["cat"] + files_of(data)[:1], stdout=subprocess.DEVNULL)
-        # Warm the page cache. Through a pipe: GNU tar writing to /dev/null itself reads no file.
-        sh(["sh", "-c", f"tar -cf - -C '{data}' . | cat > /dev/null"])
         res = {t.name: {} for t in tools}
         repos = {t.name: os.path.join(work, "repos", f"{t.name}-{ds}") for t in tools}
         # Restores go to fresh directories <ds>/<tool>-<run> on the dataset's own file system
