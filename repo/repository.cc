@@ -297,7 +297,8 @@ bool Repository::ReserveBlob(BlobType type, const Id& id, uint64_t writer) {
 
 void Repository::ReleaseReservations(uint64_t writer) {
   std::unique_lock lock(index_mu_);
-  for (auto& reserved : reserved_) std::erase_if(reserved, [&](const auto& r) { return r.second == writer; });
+  for (auto& reserved : reserved_)
+    std::erase_if(reserved, [&](const auto& r) { return r.second == writer; });
 }
 
 Result<std::shared_ptr<const Bytes>> Repository::LoadTreePack(const Id& id) {

@@ -163,8 +163,8 @@ TEST_F(RepositoryTest, ReleasedReservationsAreTheWritersUnindexedOnes) {
   r->AddToIndex(Id::Hash(AsBytes(std::string("pack"))),
                 {PackedBlob{BlobType::kData, stored, 0, 100, 0}});
   r->ReleaseReservations(failed);
-  EXPECT_TRUE(r->ReserveBlob(BlobType::kTree, lost, other));     // to be stored again
-  EXPECT_FALSE(r->ReserveBlob(BlobType::kData, stored, other));  // indexed
+  EXPECT_TRUE(r->ReserveBlob(BlobType::kTree, lost, other));      // to be stored again
+  EXPECT_FALSE(r->ReserveBlob(BlobType::kData, stored, other));   // indexed
   EXPECT_FALSE(r->ReserveBlob(BlobType::kData, others, failed));  // still the other's
 }
 
