@@ -132,7 +132,7 @@ def settle():
 
 def warm(*paths):
     """The same memory state before every timed command: the page cache holds its input (a
-    backup's data, a restore's repository, restic's cache) and nothing else. Written data is
+    backup's data and repository, a restore's repository, restic's cache) and nothing else. Written data is
     synced, the page cache dropped (as root), and every file under `paths` read back through a
     pipe (GNU tar writing to /dev/null itself reads no file). Without it, later runs found the
     memory full of earlier runs' output and paid for reclaiming it (a `source` restore by fsb:
@@ -248,7 +248,9 @@ class Tool:
         return self.cmd(repo, "backup", "--host", "bench", ".")
 
     def backup(self, repo, data):
-        warm(data, *self.own_files())
+        # The repository too: a backup reads its index, snapshots and parent trees (restic from
+        # its cache, fsb from the repository, which is as local as restic's cache here).
+        warm(data, repo, *self.own_files())
         return timed(self.backup_cmd(repo), cwd=data, env=self.env)
 
     def restore(self, repo, target, repo_dir=None):
