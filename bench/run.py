@@ -132,7 +132,8 @@ def settle():
 
 def warm(*paths):
     """The same memory state before every timed command: the page cache holds its input (a
-    backup's data and repository, a restore's repository, restic's cache) and nothing else. Written data is
+    backup's data and repository, a restore's repository, restic's cache) and the program, and
+    nothing else. Written data is
     synced, the page cache dropped (as root), and every file under `paths` read back through a
     pipe (GNU tar writing to /dev/null itself reads no file). Without it, later runs found the
     memory full of earlier runs' output and paid for reclaiming it (a `source` restore by fsb:
@@ -145,6 +146,16 @@ def warm(*paths):
     for path in paths:
         if os.path.isdir(path):
             sh(["sh", "-c", f"tar -cf - -C '{path}' . | cat > /dev/null"])
+        elif os.path.isfile(path):
+            sh(["cat", path], stdout=subprocess.DEVNULL)
+
+
+def program_files(exe):
+    """An executable and the shared libraries it loads (ldd), so that the page-cache drop does not
+    make a short command's time mostly program loading."""
+    out = subprocess.run(["ldd", exe], capture_output=True, text=True).stdout
+    libs = [w for line in out.splitlines() for w in line.split() if w.startswith("/")]
+    return [exe] + libs
 
 
 class RestoreFs:
@@ -232,8 +243,10 @@ class Tool:
         self.extra = []  # backend flags (--cacert ...)
 
     def own_files(self):
-        """What the tool reads besides its input: restic's cache."""
-        return [self.cache] if self.name == "restic" else []
+        """What the tool reads besides its input: its program, and restic its cache."""
+        if self.name == "restic":
+            return program_files(RESTIC) + [self.cache]
+        return program_files(FSB)
 
     def cmd(self, repo, *args):
         if self.name == "fsb":
