@@ -284,9 +284,9 @@ class Backup {
     std::stop_callback on_stop(opts_.stop, [this] { Fail(Status::Cancelled("backup canceled")); });
     return Run();
   }
-  Result<BackupSummary> RunOnce();
 
  private:
+  Result<BackupSummary> RunOnce();
   void Fail(const Status& s) {
     std::lock_guard l(mu_);
     if (error_.ok()) error_ = s;
