@@ -187,6 +187,10 @@ struct OpenFile {
 struct Worker {
   DirCache dirs;
   std::unordered_map<uint32_t, OpenFile> files;  // by job index; invalid fd: open failed
+  // The part of a pack being written, reused: no allocation, zero-fill and page faults per part
+  // (those were ~6 % of a restore of big files).
+  std::unique_ptr<uint8_t[]> pack_buf;
+  size_t pack_cap = 0;
 };
 
 class Restore {
@@ -546,10 +550,17 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
   uint64_t end = 0;
   for (const Piece& p : pieces)
     end = std::max<uint64_t>(end, uint64_t(p.blob.offset) + p.blob.length);
-  Result<Bytes> data = repo_.backend().Load(repo::Handle{repo::FileType::kPack, pack.Hex()}, start,
-                                            end - start);
-  if (!data.ok()) {
-    const Status s = data.status().WithContext("load pack " + pack.Short());
+  const size_t len = static_cast<size_t>(end - start);
+  if (w.pack_cap < len) {
+    w.pack_buf.reset();  // the old one goes first: one buffer a worker at a time
+    w.pack_buf = std::make_unique_for_overwrite<uint8_t[]>(len);
+    w.pack_cap = len;
+  }
+  const ByteView data(w.pack_buf.get(), len);
+  Status loaded = repo_.backend().LoadInto(repo::Handle{repo::FileType::kPack, pack.Hex()}, start,
+                                           MutableByteView(w.pack_buf.get(), len));
+  if (!loaded.ok()) {
+    const Status s = loaded.WithContext("load pack " + pack.Short());
     for (const Piece& p : pieces) {
       FileJob& job = *b.jobs[p.job];
       FailFile(job, s.WithContext(Join(job.rel_dir, job.node.name)));
@@ -571,7 +582,7 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
     if (!have_last || last_blob != p.blob.id) {
       // Decrypts and checks the blob's SHA-256 against its ID: nothing unverified is written.
       Result<Bytes> dec = repo::DecodeBlob(
-          repo_.key(), p.blob, ByteView(*data).subspan(p.blob.offset - start, p.blob.length));
+          repo_.key(), p.blob, data.subspan(p.blob.offset - start, p.blob.length));
       have_last = dec.ok();
       if (!dec.ok()) {
         FailFile(job, dec.status()

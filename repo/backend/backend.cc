@@ -1,5 +1,10 @@
 #include "repo/backend/backend.h"
 
+#include <fmt/format.h>
+
+#include <cstring>
+
+
 namespace fsb::repo {
 
 std::string_view FileTypeName(FileType t) {
@@ -24,6 +29,17 @@ std::string Handle::Path() const {
     case FileType::kLock: return "locks/" + name;
   }
   return name;
+}
+
+Status Backend::LoadInto(const Handle& h, uint64_t offset, MutableByteView out) {
+  FSB_CHECK(!out.empty());
+  FSB_ASSIGN_OR_RETURN(Bytes data, Load(h, offset, out.size()));
+  if (data.size() != out.size()) {
+    return Status::Corruption(fmt::format("load {}: short read: {} of {} bytes", h.Path(),
+                                          data.size(), out.size()));
+  }
+  std::memcpy(out.data(), data.data(), data.size());
+  return Status::Ok();
 }
 
 }  // namespace fsb::repo

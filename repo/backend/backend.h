@@ -69,6 +69,9 @@ class Backend {
   virtual Status Save(const Handle& h, ByteView data) = 0;
   // `length` 0 reads to the end. kNotFound if absent, kCorruption if shorter than asked.
   virtual Result<Bytes> Load(const Handle& h, uint64_t offset, uint64_t length) = 0;
+  // Load of out.size() (> 0) bytes into `out`, for callers that reuse a buffer (no allocation and
+  // no zero-fill a call: a restore reads its packs in 4 MiB parts). The default goes through Load.
+  virtual Status LoadInto(const Handle& h, uint64_t offset, MutableByteView out);
   virtual Result<uint64_t> Size(const Handle& h) = 0;
   // Calls fn for each file of `type` whose name is 64 hex digits (others are ignored, as restic
   // does); a non-OK return from fn stops the listing and is returned. Order unspecified.

@@ -368,23 +368,35 @@ Result<std::unique_ptr<SpoolFile>> LocalBackend::CreateSpool(FileType type) {
   return std::unique_ptr<SpoolFile>(new LocalSpool(*this, std::move(file), dir_rel));
 }
 
-Result<Bytes> LocalBackend::Load(const Handle& h, uint64_t offset, uint64_t length) {
+Result<LocalBackend::OpenedRange> LocalBackend::OpenRange(const Handle& h, uint64_t offset,
+                                                          uint64_t length) const {
   FSB_RETURN_IF_ERROR(CheckHandle(h));
   const std::string rel = h.Path();
-  const std::string path = FullPath(rel);
-  Fd file(::openat(root_.get(), rel.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file.valid()) return Status::FromErrno(errno, "open", path);
+  OpenedRange r{Fd(::openat(root_.get(), rel.c_str(), O_RDONLY | O_CLOEXEC)), FullPath(rel), 0};
+  if (!r.file.valid()) return Status::FromErrno(errno, "open", r.path);
   struct stat st;
-  if (::fstat(file.get(), &st) != 0) return Status::FromErrno(errno, "stat", path);
+  if (::fstat(r.file.get(), &st) != 0) return Status::FromErrno(errno, "stat", r.path);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   // Checked before allocating: a length from a corrupt header must not become a huge buffer.
   if (offset > size || (length > 0 && length > size - offset)) {
-    return Status::Corruption(
-        fmt::format("load {}: short read: range {}+{} beyond size {}", path, offset, length, size));
+    return Status::Corruption(fmt::format("load {}: short read: range {}+{} beyond size {}", r.path,
+                                          offset, length, size));
   }
-  Bytes out(length == 0 ? size - offset : length);
-  FSB_RETURN_IF_ERROR(PreadAll(file.get(), out, offset, path));
+  r.length = length == 0 ? size - offset : length;
+  return r;
+}
+
+Result<Bytes> LocalBackend::Load(const Handle& h, uint64_t offset, uint64_t length) {
+  FSB_ASSIGN_OR_RETURN(OpenedRange r, OpenRange(h, offset, length));
+  Bytes out(r.length);
+  FSB_RETURN_IF_ERROR(PreadAll(r.file.get(), out, offset, r.path));
   return out;
+}
+
+Status LocalBackend::LoadInto(const Handle& h, uint64_t offset, MutableByteView out) {
+  FSB_CHECK(!out.empty());
+  FSB_ASSIGN_OR_RETURN(OpenedRange r, OpenRange(h, offset, out.size()));
+  return PreadAll(r.file.get(), out, offset, r.path);
 }
 
 Result<uint64_t> LocalBackend::Size(const Handle& h) {

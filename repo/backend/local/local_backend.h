@@ -49,6 +49,8 @@ class LocalBackend : public Backend {
   // `length` 0 reads from `offset` to the end. kNotFound if absent, kCorruption ("short read")
   // if the file ends before offset + length.
   Result<Bytes> Load(const Handle& h, uint64_t offset, uint64_t length) override;
+  // Reads straight into `out`; errors as Load.
+  Status LoadInto(const Handle& h, uint64_t offset, MutableByteView out) override;
   Result<uint64_t> Size(const Handle& h) override;
   // Lists regular files with 64-lowercase-hex names; packs are found one directory level below
   // data/. A missing directory lists as empty. `fn` runs on the calling thread.
@@ -81,6 +83,13 @@ class LocalBackend : public Backend {
   LocalBackend(std::string path, Options options, Fd root, bool group_access,
                bool consistent_listing);
 
+  // The file of `h`, opened, with the checked length of the range (length 0: to the end).
+  struct OpenedRange {
+    Fd file;
+    std::string path;  // for messages
+    uint64_t length;
+  };
+  Result<OpenedRange> OpenRange(const Handle& h, uint64_t offset, uint64_t length) const;
   // path_ + "/" + rel, for messages.
   std::string FullPath(const std::string& rel) const;
   // Opens the directory `rel` ("" is the root) below the root; with `create`, makes it and its

@@ -197,6 +197,27 @@ TEST_P(BackendConformanceTest, RangedLoad) {
   }
 }
 
+// LoadInto: the same bytes and the same errors as Load, into the caller's buffer.
+TEST_P(BackendConformanceTest, LoadIntoReadsTheRangeOrFailsAsLoad) {
+  const Handle h{FileType::kPack, IdName(12)};
+  const Bytes data = Content(12, 4096);
+  SaveOrDie(h, data);
+  struct Range {
+    uint64_t offset, length;
+  };
+  for (const Range r : {Range{0, 1}, Range{0, 4096}, Range{100, 200}, Range{4095, 1}}) {
+    Bytes got(r.length, 0xee);
+    Status s = be_->LoadInto(h, r.offset, MutableByteView(got.data(), got.size()));
+    ASSERT_TRUE(s.ok()) << r.offset << "+" << r.length << ": " << s.ToString();
+    EXPECT_EQ(got, Bytes(data.begin() + r.offset, data.begin() + r.offset + r.length));
+  }
+  Bytes past(10);
+  EXPECT_EQ(be_->LoadInto(h, 4090, MutableByteView(past.data(), past.size())).code(),
+            StatusCode::kCorruption);
+  EXPECT_EQ(be_->LoadInto({FileType::kPack, IdName(13)}, 0, MutableByteView(past.data(), 1)).code(),
+            StatusCode::kNotFound);
+}
+
 TEST_P(BackendConformanceTest, ZeroLengthReadsFromOffsetToEnd) {
   const Handle h{FileType::kIndex, IdName(3)};
   const Bytes data = Content(3, 500);
