@@ -97,15 +97,24 @@ def files_of(root):
     return sorted(out)
 
 
-def change_one_percent(root, round_no):
+def change_one_percent(root, round_no, originals):
+    """Appends a line to every 100th file; `originals` collects each changed file's first size, for
+    undo_changes() (the dataset is kept between bench runs and must not grow with each)."""
     fs = files_of(root)
     step = 100 if len(fs) >= 100 else max(1, len(fs))
     changed = 0
     for p in fs[round_no % step::step]:
+        originals.setdefault(p, os.path.getsize(p))
         with open(p, "ab") as f:
             f.write(f"changed in round {round_no}\n".encode())
         changed += 1
     return changed
+
+
+def undo_changes(originals):
+    for p, size in originals.items():
+        os.truncate(p, size)
+    originals.clear()
 
 
 # ext4 (this machine's, without a journal) creates files 5-8x slower for ~35 s after many files were
@@ -609,10 +618,11 @@ def run_datasets(args, work, tools, restore_fs, rows):
         restores = restore_fs.fresh(ds)
         remove_tree(os.path.join(work, "restore-fsb"))  # the layout before restores/
         remove_tree(os.path.join(work, "restore-restic"))
+        originals = {}
         for op in ["initial backup", "no-change backup", "1% changed backup", "restore"]:
             for r in range(args.restore_runs if op == "restore" else args.runs):
                 if op == "1% changed backup":
-                    change_one_percent(data, r + 1)
+                    change_one_percent(data, r + 1, originals)
                 for t in tools:
                     if op == "initial backup":
                         t.init(repos[t.name])
@@ -635,6 +645,7 @@ def run_datasets(args, work, tools, restore_fs, rows):
         if diff.returncode != 0:
             sys.exit(f"bench: fsb's restore differs from the source:\n{diff.stdout[-3000:]}")
         restore_fs.done(restores)
+        undo_changes(originals)  # the next bench run starts from the same data
         for op in res["fsb"]:
             rows.append((ds, op, res["restic"][op], res["fsb"][op]))
 
