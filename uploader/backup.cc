@@ -321,6 +321,11 @@ class Backup {
   // against which the encoded form is proven (repo::EncodeBlobChecked). A failure ends the backup
   // (Fail) and returns kCancelled.
   Status StoreBlob(BlobType type, const Id& id, uint64_t check, ByteView plain);
+  // A data chunk of a file, by its ID and check value: stored when no one has it or is storing it,
+  // and counted. `check`: the xxHash taken right after the SHA-256, over the same bytes; the
+  // encoder proves its output against it (a flip in the chunk's buffer, a copy of it or the
+  // compressor cannot go unnoticed).
+  Status StoreChunk(const Id& id, uint64_t check, ByteView chunk);
   Status ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_bytes);
   Result<std::vector<Node>> LoadParentTree(const std::optional<Id>& id, const std::string& path);
   std::optional<Id> ChooseParent(const std::vector<std::string>& abs_paths, const repo::Timestamp& now);
@@ -685,14 +690,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
   // by side already): stored from this thread.
   auto store = [&](const Id& id, uint64_t check, ByteView chunk) -> Status {
     chunks.Append(id);
-    if (repo_.ReserveBlob(BlobType::kData, id, writer_)) {
-      data_blobs_++;
-      data_added_ += chunk.size();
-      Status saved = StoreBlob(BlobType::kData, id, check, chunk);
-      if (!saved.ok()) return saved;
-    }
-    progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
-    return Status::Ok();
+    return StoreChunk(id, check, chunk);
   };
   auto emit = [&](size_t len) -> Status {
     ByteView chunk(buf.data() + start, len);
@@ -708,10 +706,7 @@ Status Backup::ChunkFile(FileJob& job, std::vector<Id>* content, uint64_t* read_
         return Status::Cancelled("backup stopped");
       }
     } else {
-      // The xxHash right after the SHA-256, over the same bytes: the encoder proves its output
-      // against it (a flip in this buffer, its copy or the compressor cannot go unnoticed).
-      const Id id = Id::Hash(chunk);
-      FSB_RETURN_IF_ERROR(store(id, Checksum(chunk.data(), chunk.size()), chunk));
+      FSB_RETURN_IF_ERROR(store(Id::Hash(chunk), Checksum(chunk.data(), chunk.size()), chunk));
     }
     start += len;
     if (start == have) start = have = scanned = 0;
@@ -820,22 +815,24 @@ Status Backup::StoreBlob(BlobType type, const Id& id, uint64_t check, ByteView p
   return Status::Ok();
 }
 
+Status Backup::StoreChunk(const Id& id, uint64_t check, ByteView chunk) {
+  if (repo_.ReserveBlob(BlobType::kData, id, writer_)) {
+    data_blobs_++;
+    data_added_ += chunk.size();
+    FSB_RETURN_IF_ERROR(StoreBlob(BlobType::kData, id, check, chunk));
+  }
+  progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
 void Backup::EncodeLoop() {
   while (std::optional<EncodeJob> job = encode_queue_.Pop()) {
     if (!failed_.load(std::memory_order_relaxed)) {  // else drain quietly
-      // The xxHash right after the SHA-256, over the same bytes: the encoder proves its output
-      // against it (a flip in this buffer or the compressor cannot go unnoticed).
       const ByteView chunk = job->plain;
       const Id id = Id::Hash(chunk);
-      const uint64_t check = Checksum(chunk.data(), chunk.size());
       job->file->Set(job->index, id);
-      if (repo_.ReserveBlob(BlobType::kData, id, writer_)) {
-        data_blobs_++;
-        data_added_ += chunk.size();
-        // A failure is already in the error slot, and ends the backup.
-        StoreBlob(BlobType::kData, id, check, chunk).IgnoreError();
-      }
-      progress_->bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+      // A failure is already in the error slot, and ends the backup.
+      StoreChunk(id, Checksum(chunk.data(), chunk.size()), chunk).IgnoreError();
     }
     job->file->Done();
   }

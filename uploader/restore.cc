@@ -249,9 +249,10 @@ class Restore {
     if (!job.failed.exchange(true)) RecordError(s.message());
   }
   // The mode a new file is created with, when only the creating fd writes it: its final one when
-  // the umask leaves that intact and no later step changes it (no setuid/setgid/sticky bit, which a chown would clear; no xattrs,
-  // since an ACL written as one rewrites the group bits), so that ApplyMetadataToFd can skip the
-  // fchmod (one system call of five a small file). Otherwise 0600 until the metadata is applied.
+  // the umask leaves that intact and no later step changes it (no setuid/setgid/sticky bit, which
+  // a chown would clear; no xattrs, since an ACL written as one rewrites the group bits), so that
+  // ApplyMetadataToFd can skip the fchmod (one system call of five a small file). Otherwise 0600
+  // until the metadata is applied.
   bool CreatesFinalMode(const Node& n) const {
     const mode_t final_mode = repo::StatModeFromGo(n.mode) & 07777;
     return umask_ && (final_mode & 07000) == 0 && (final_mode & *umask_) == 0 && n.xattrs.empty();
@@ -556,9 +557,9 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
     w.pack_buf = std::make_unique_for_overwrite<uint8_t[]>(len);
     w.pack_cap = len;
   }
-  const ByteView data(w.pack_buf.get(), len);
+  const MutableByteView data(w.pack_buf.get(), len);
   Status loaded = repo_.backend().LoadInto(repo::Handle{repo::FileType::kPack, pack.Hex()}, start,
-                                           MutableByteView(w.pack_buf.get(), len));
+                                           data);
   if (!loaded.ok()) {
     const Status s = loaded.WithContext("load pack " + pack.Short());
     for (const Piece& p : pieces) {

@@ -4,7 +4,6 @@
 
 #include <cstring>
 
-
 namespace fsb::repo {
 
 std::string_view FileTypeName(FileType t) {

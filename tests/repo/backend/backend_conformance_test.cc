@@ -181,13 +181,15 @@ TEST_P(BackendConformanceTest, LargeFileRoundTrip) {
   EXPECT_TRUE(*got == data);
 }
 
+// A byte range of a file, for the ranged-load tests.
+struct Range {
+  uint64_t offset, length;
+};
+
 TEST_P(BackendConformanceTest, RangedLoad) {
   const Handle h{FileType::kPack, IdName(2)};
   const Bytes data = Content(2, 4096);
   SaveOrDie(h, data);
-  struct Range {
-    uint64_t offset, length;
-  };
   for (const Range r : {Range{0, 1}, Range{0, 4096}, Range{100, 200}, Range{4095, 1},
                         Range{4092, 4}, Range{1, 4095}}) {
     Result<Bytes> got = be_->Load(h, r.offset, r.length);
@@ -202,9 +204,6 @@ TEST_P(BackendConformanceTest, LoadIntoReadsTheRangeOrFailsAsLoad) {
   const Handle h{FileType::kPack, IdName(12)};
   const Bytes data = Content(12, 4096);
   SaveOrDie(h, data);
-  struct Range {
-    uint64_t offset, length;
-  };
   for (const Range r : {Range{0, 1}, Range{0, 4096}, Range{100, 200}, Range{4095, 1}}) {
     Bytes got(r.length, 0xee);
     Status s = be_->LoadInto(h, r.offset, MutableByteView(got.data(), got.size()));
@@ -233,9 +232,6 @@ TEST_P(BackendConformanceTest, ZeroLengthReadsFromOffsetToEnd) {
 TEST_P(BackendConformanceTest, LoadPastEndIsCorruption) {
   const Handle h{FileType::kPack, IdName(4)};
   SaveOrDie(h, Content(4, 100));
-  struct Range {
-    uint64_t offset, length;
-  };
   for (const Range r : {Range{0, 101}, Range{90, 11}, Range{100, 1}, Range{101, 0}, Range{1000, 10},
                         Range{1, UINT64_MAX}, Range{UINT64_MAX, 2}}) {
     Result<Bytes> got = be_->Load(h, r.offset, r.length);
