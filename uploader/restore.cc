@@ -558,8 +558,8 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
     w.pack_cap = len;
   }
   const MutableByteView data(w.pack_buf.get(), len);
-  Status loaded = repo_.backend().LoadInto(repo::Handle{repo::FileType::kPack, pack.Hex()}, start,
-                                           data);
+  Status loaded =
+      repo_.backend().LoadInto(repo::Handle{repo::FileType::kPack, pack.Hex()}, start, data);
   if (!loaded.ok()) {
     const Status s = loaded.WithContext("load pack " + pack.Short());
     for (const Piece& p : pieces) {
