@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,5 +60,25 @@ inline void Append(Bytes& out, ByteView v) { out.insert(out.end(), v.begin(), v.
 inline bool IsAllZero(ByteView b) {
   return b.empty() || (b[0] == 0 && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0);
 }
+
+// A buffer reused for one item after another, each filled in full before it is read (a pack part
+// read, a blob decrypted or decompressed): it grows to the largest size asked and is never
+// zero-filled, so its pages are faulted in once, not for every item. One thread at a time; a view
+// from Get stays valid until the next Get.
+class ScratchBuffer {
+ public:
+  MutableByteView Get(size_t n) {
+    if (cap_ < n) {
+      data_.reset();  // the old one goes first: one buffer at a time
+      data_ = std::make_unique_for_overwrite<uint8_t[]>(n);
+      cap_ = n;
+    }
+    return MutableByteView(data_.get(), n);
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> data_;
+  size_t cap_ = 0;
+};
 
 }  // namespace fsb

@@ -121,6 +121,14 @@ Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size) {
   return out;
 }
 
+Result<ByteView> ZstdDecompressExact(ByteView frame, uint64_t expected_size,
+                                     ScratchBuffer& scratch) {
+  FSB_RETURN_IF_ERROR(CheckFrameFor(frame, expected_size));
+  const MutableByteView out = scratch.Get(static_cast<size_t>(expected_size));
+  FSB_RETURN_IF_ERROR(DecompressChecked(frame, out));
+  return ByteView(out);
+}
+
 Result<Bytes> ZstdDecompressStream(ByteView frame, uint64_t max_size) {
   ZSTD_DCtx* dctx = ThreadDCtx();
   FSB_CHECK(!ZSTD_isError(ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only)));

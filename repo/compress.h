@@ -22,6 +22,9 @@ size_t ZstdCompressBound(size_t plain_size);
 // Decompresses one frame that must yield exactly `expected_size` bytes (blobs: the index's
 // uncompressed_length). kCorruption otherwise.
 Result<Bytes> ZstdDecompressExact(ByteView frame, uint64_t expected_size);
+// ZstdDecompressExact into `scratch` (grown only after the frame's checks); the result views it.
+Result<ByteView> ZstdDecompressExact(ByteView frame, uint64_t expected_size,
+                                     ScratchBuffer& scratch);
 // ZstdDecompressExact into `out`, whose size is the expected size.
 Status ZstdDecompressInto(ByteView frame, MutableByteView out);
 // Decompresses in streaming mode (restic's frames may lack the content size), refusing output

@@ -261,6 +261,13 @@ Status OpenInto(const CryptoKey& key, ByteView sealed, MutableByteView out) {
   return Status::Ok();
 }
 
+Result<MutableByteView> OpenInPlace(const CryptoKey& key, MutableByteView sealed) {
+  FSB_RETURN_IF_ERROR(VerifyMac(key, sealed));
+  const MutableByteView text = sealed.subspan(kIvSize, sealed.size() - kCryptoOverhead);
+  CtrStream(Contexts().ctr.get(), key, sealed.data()).Apply(text.data(), text.data(), text.size());
+  return text;
+}
+
 Result<Bytes> Open(const CryptoKey& key, ByteView sealed) {
   if (sealed.size() < kCryptoOverhead) return VerifyMac(key, sealed);  // the error, before allocating
   Bytes plain(sealed.size() - kCryptoOverhead);

@@ -64,6 +64,9 @@ Result<Bytes> Open(const CryptoKey& key, ByteView sealed);
 // Open into `out`, which must be sealed.size() - kCryptoOverhead bytes (a sealed input shorter
 // than the overhead is kCorruption, as in Open).
 Status OpenInto(const CryptoKey& key, ByteView sealed, MutableByteView out);
+// Open where `sealed` lies: verifies the MAC, then decrypts the ciphertext in place and returns
+// it, sealed[kIvSize, size - kMacSize). On an error `sealed` is unchanged.
+Result<MutableByteView> OpenInPlace(const CryptoKey& key, MutableByteView sealed);
 // Open's checks without the decryption: OK if the MAC of `sealed` is right (constant time).
 Status VerifyMac(const CryptoKey& key, ByteView sealed);
 

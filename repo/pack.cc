@@ -105,8 +105,23 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
   return stored;
 }
 
+namespace {
+
+std::string BlobName(const PackedBlob& blob) {
+  return fmt::format("{} blob {}", BlobTypeName(blob.type), blob.id.Short());
+}
+
+Status CheckBlobContent(const PackedBlob& blob, ByteView plain) {
+  if (Id::Hash(plain) != blob.id) {
+    return Status::Corruption(BlobName(blob) + ": content does not match its id");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored) {
-  auto name = [&] { return fmt::format("{} blob {}", BlobTypeName(blob.type), blob.id.Short()); };
+  auto name = [&] { return BlobName(blob); };
   Bytes plain;
   if (blob.uncompressed_length != 0) {
     // The frame is decrypted into an uninitialised buffer; only the result is a Bytes.
@@ -120,9 +135,21 @@ Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView 
     if (!opened.ok()) return opened.status().WithContext(name());
     plain = std::move(*opened);
   }
-  if (Id::Hash(plain) != blob.id) {
-    return Status::Corruption(name() + ": content does not match its id");
+  FSB_RETURN_IF_ERROR(CheckBlobContent(blob, plain));
+  return plain;
+}
+
+Result<ByteView> DecodeBlobInPlace(const CryptoKey& key, const PackedBlob& blob,
+                                   MutableByteView stored, ScratchBuffer& scratch) {
+  Result<MutableByteView> opened = OpenInPlace(key, stored);
+  if (!opened.ok()) return opened.status().WithContext(BlobName(blob));
+  ByteView plain = *opened;
+  if (blob.uncompressed_length != 0) {
+    Result<ByteView> d = ZstdDecompressExact(*opened, blob.uncompressed_length, scratch);
+    if (!d.ok()) return d.status().WithContext(BlobName(blob));
+    plain = *d;
   }
+  FSB_RETURN_IF_ERROR(CheckBlobContent(blob, plain));
   return plain;
 }
 

@@ -77,6 +77,11 @@ Result<Bytes> EncodeBlobChecked(const CryptoKey& key, BlobType type, ByteView pl
 // Opens, decompresses and verifies a stored blob against `id`. kCorruption naming the blob on a MAC
 // failure, a bad frame, a size mismatch or a hash mismatch.
 Result<Bytes> DecodeBlob(const CryptoKey& key, const PackedBlob& blob, ByteView stored);
+// DecodeBlob without allocating: `stored` is decrypted where it lies (afterwards it holds the
+// plaintext or the zstd frame, after a MAC failure it is unchanged), a compressed blob decompressed
+// into `scratch`. The result views `stored` or `scratch`. Same errors as DecodeBlob.
+Result<ByteView> DecodeBlobInPlace(const CryptoKey& key, const PackedBlob& blob,
+                                   MutableByteView stored, ScratchBuffer& scratch);
 
 // Appends a pack's tail for `blobs` to `out`: the sealed header and its 4-byte length (§7.1).
 void AppendPackHeader(const CryptoKey& key, const std::vector<PackedBlob>& blobs, Bytes& out);

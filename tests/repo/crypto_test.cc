@@ -265,6 +265,26 @@ TEST(CryptoTest, SealOpenRoundTripsAtEverySize) {
   }
 }
 
+TEST(CryptoTest, OpenInPlaceDecryptsWhereTheBoxLiesAndLeavesABadOneUnchanged) {
+  const CryptoKey key = TestKey(11);
+  for (size_t n : {0u, 1u, 17u, 16384u, (1u << 20) + 3}) {
+    const Bytes plain = SeededRandomBytes(n + 1, n);
+    Bytes sealed = Seal(key, plain);
+    Result<MutableByteView> opened = OpenInPlace(key, sealed);
+    ASSERT_TRUE(opened.ok()) << "n=" << n << ": " << opened.status().ToString();
+    EXPECT_EQ(opened->data(), sealed.data() + kIvSize) << "n=" << n;
+    EXPECT_EQ(Bytes(opened->begin(), opened->end()), plain) << "n=" << n;
+  }
+  Bytes sealed = Seal(key, SeededRandomBytes(12, 5000));
+  sealed[100] ^= 1;
+  const Bytes before = sealed;
+  Result<MutableByteView> bad = OpenInPlace(key, sealed);
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(sealed, before);  // nothing decrypted
+  Bytes short_box(kCryptoOverhead - 1, 7);
+  EXPECT_EQ(OpenInPlace(key, short_box).status().code(), StatusCode::kCorruption);
+}
+
 TEST(CryptoTest, SealMatchesIndependentOracle) {
   // Our box for the IV we drew must equal OpenSSL's plain AES-CTR + Poly1305 with that IV.
   const CryptoKey key = TestKey(2);

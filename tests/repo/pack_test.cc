@@ -203,6 +203,48 @@ TEST_F(PackTest, DecodeBlobRejectsWrongId) {
   EXPECT_THAT(r.status().message(), HasSubstr(wrong.id.Short()));
 }
 
+TEST_F(PackTest, DecodeBlobInPlaceGivesWhatDecodeBlobGivesAndFailsAsItDoes) {
+  const std::string text(70000, 't');
+  const Bytes noise = testing::SeededRandomBytes(21, 70000);
+  std::vector<PackedBlob> written;
+  Bytes pack = WriteTestPack({{BlobType::kData, text},
+                              {BlobType::kData, std::string(AsString(noise))},
+                              {BlobType::kData, "x"}},
+                             2, CompressionMode::kAuto, &written);
+  ASSERT_NE(written[0].uncompressed_length, 0u);  // one compressed, one plain
+  ASSERT_EQ(written[1].uncompressed_length, 0u);
+  ScratchBuffer scratch;
+  for (const PackedBlob& b : written) {
+    Bytes stored(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
+    Result<Bytes> want = DecodeBlob(key_, b, stored);
+    ASSERT_TRUE(want.ok());
+    Result<ByteView> got = DecodeBlobInPlace(key_, b, stored, scratch);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(Bytes(got->begin(), got->end()), *want);
+  }
+  // A wrong ID, a flipped byte, a wrong uncompressed length: DecodeBlob's errors.
+  PackedBlob wrong = written[1];
+  wrong.id = Id::Hash(AsBytes("other"));
+  Bytes stored(pack.begin() + wrong.offset, pack.begin() + wrong.offset + wrong.length);
+  Result<ByteView> r = DecodeBlobInPlace(key_, wrong, stored, scratch);
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(r.status().message(), HasSubstr("content does not match its id"));
+  Bytes flipped(pack.begin() + written[0].offset,
+                pack.begin() + written[0].offset + written[0].length);
+  flipped[40] ^= 4;
+  const Bytes before = flipped;
+  r = DecodeBlobInPlace(key_, written[0], flipped, scratch);
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(r.status().message(), HasSubstr(written[0].id.Short()));
+  EXPECT_EQ(flipped, before);  // a bad MAC changes nothing
+  PackedBlob too_long = written[0];
+  too_long.uncompressed_length = uint32_t(1) << 31;  // a corrupt index: refused, not allocated
+  stored.assign(pack.begin() + too_long.offset, pack.begin() + too_long.offset + too_long.length);
+  r = DecodeBlobInPlace(key_, too_long, stored, scratch);
+  EXPECT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(r.status().message(), HasSubstr("zstd"));
+}
+
 TEST_F(PackTest, ReadsLongHeaderWithSecondRequest) {
   testing::MemBackend mem;
   std::vector<std::pair<BlobType, std::string>> blobs;

@@ -701,6 +701,78 @@ TEST_F(BackupRestoreTest, PackOfManyFilesIsWrittenInParts) {
   ExpectSameContent(src_, out);
 }
 
+// Several workers write parts of one big file at once (each waits for the file while another
+// writes it, decoding meanwhile): every byte lands where it belongs.
+TEST_F(BackupRestoreTest, BigFileWrittenByManyWorkersAtOnceComesBackWhole) {
+  Write(src_ / "big", testing::SeededRandomBytes(31, 40 << 20));  // ~40 plain chunks, 3 packs
+  std::string text;
+  for (int i = 0; text.size() < (12u << 20); i++)
+    text += "line " + std::to_string(i * 7919) + " of a log\n";
+  Write(src_ / "log", ToBytes(text));  // compressed chunks
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  for (int workers : {2, 4}) {
+    fs::path out = dir_.path() / ("out" + std::to_string(workers));
+    RestoreOptions ro;
+    ro.workers = workers;
+    auto rs = Restore(sum->snapshot_id, out, ro);
+    ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+    EXPECT_TRUE(rs->errors.empty()) << rs->errors[0];
+    EXPECT_EQ(rs->verified_files, 2u);
+    EXPECT_GE(rs->packs_read, 6u);  // parts of about 4 MiB, spread over the workers
+    ExpectSameContent(src_, out);
+  }
+}
+
+// A damaged blob fails the file it belongs to, by name, with the blob's ID; nothing of it is
+// written, and every other file (of the same pack too) is restored whole.
+TEST_F(BackupRestoreTest, CorruptBlobFailsOnlyItsFileWithAClearError) {
+  const Bytes big = testing::SeededRandomBytes(41, 6 << 20);
+  Write(src_ / "big", big);
+  Write(src_ / "small", ToBytes("small file next to it\n"));
+  auto sum = Backup();
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  auto nodes = repo_->LoadTree(sum->snapshot.tree);
+  ASSERT_TRUE(nodes.ok());
+  const repo::Node& node = (*nodes)[0];
+  ASSERT_EQ(node.name, "big");
+  ASSERT_GE(node.content.size(), 3u);
+  const repo::Id damaged = node.content[1];
+  std::optional<repo::BlobLocation> loc = repo_->FindBlob(repo::BlobType::kData, damaged);
+  ASSERT_TRUE(loc);
+  const repo::Handle h{repo::FileType::kPack, loc->pack.Hex()};
+  Result<Bytes> pack = mem_.Load(h, 0, 0);
+  ASSERT_TRUE(pack.ok());
+  (*pack)[loc->blob.offset + 100] ^= 0x20;
+  ASSERT_TRUE(mem_.Remove(h).ok());
+  ASSERT_TRUE(mem_.Save(h, *pack).ok());
+
+  fs::path out = dir_.path() / "out";
+  RestoreOptions ro;
+  ro.workers = 2;
+  auto rs = Restore(sum->snapshot_id, out, ro);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  ASSERT_EQ(rs->errors.size(), 1u);
+  EXPECT_THAT(rs->errors[0], HasSubstr("big"));
+  EXPECT_THAT(rs->errors[0], HasSubstr(damaged.Short()));
+  EXPECT_THAT(rs->errors[0], HasSubstr("ciphertext verification failed"));
+  EXPECT_EQ(testing::ReadFileToString(out / "small"), "small file next to it\n");
+  // No unverified byte is written: the damaged chunk's range is a hole (the other chunks of
+  // the failed file are not promised: its writers stop once it failed).
+  const std::string got = testing::ReadFileToString(out / "big");
+  auto plain_size = [](const repo::PackedBlob& blob) -> uint64_t {
+    return blob.uncompressed_length ? blob.uncompressed_length
+                                    : blob.length - repo::kCryptoOverhead;
+  };
+  std::optional<repo::BlobLocation> first = repo_->FindBlob(repo::BlobType::kData, node.content[0]);
+  ASSERT_TRUE(first);
+  const uint64_t a = plain_size(first->blob);  // the damaged chunk's offset
+  const uint64_t b = loc->blob.uncompressed_length ? loc->blob.uncompressed_length
+                                                   : loc->blob.length - repo::kCryptoOverhead;
+  ASSERT_GE(got.size(), a + b);
+  EXPECT_TRUE(IsAllZero(AsBytes(got).subspan(a, b)));
+}
+
 // A target that already holds entries of the snapshot's names: symlinks planted there (to a file
 // and to a directory outside) are replaced or refused, never followed; an old file is rewritten.
 TEST_F(BackupRestoreTest, PlantedSymlinksInTargetAreNeverFollowed) {
