@@ -50,7 +50,12 @@ PackSaver::PackSaver(Repository& repo, PackSaverOptions options)
 }
 
 PackSaver::~PackSaver() {
-  for (auto& t : threads_) t.request_stop();
+  {
+    // Under the lock the upload threads wait under: requested outside it, the stop (and its
+    // notify) could fall between a thread's check and its wait, and the join below hung.
+    std::lock_guard lock(mu_);
+    for (auto& t : threads_) t.request_stop();
+  }
   cv_.notify_all();
   threads_.clear();
 }

@@ -125,6 +125,28 @@ TEST_F(RepositoryTest, FindSnapshotByPrefixLatestAndAmbiguity) {
   EXPECT_EQ(r->FindSnapshot(std::string(64, '0')).status().code(), StatusCode::kNotFound);
 }
 
+// A PackSaver destroyed right after it was made (a backup or prune that failed at once) stops its
+// upload threads: a stop requested outside the lock the threads wait under was missed now and then
+// (one thread between its check and its wait), and the destructor's join hung.
+TEST_F(RepositoryTest, PackSaverDestroyedAtOnceNeverHangs) {
+  auto r = InitMem();
+  PackSaverOptions o;
+  o.upload_threads = 4;
+  std::atomic<bool> done{false};
+  std::thread run([&] {
+    for (int i = 0; i < 20000; i++) PackSaver saver(*r, o);
+    done = true;
+  });
+  for (int i = 0; i < 1200 && !done; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!done) {
+    run.detach();  // hung: leave it, and the repository it uses, to the end of the process
+    (void)r.release();
+    FAIL() << "a PackSaver's destructor did not return within 60 s";
+  }
+  run.join();
+}
+
 TEST_F(RepositoryTest, PackSaverStoresIndexesAndDedups) {
   auto r = InitMem();
   {
