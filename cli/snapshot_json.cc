@@ -62,6 +62,14 @@ Result<SnapshotRef> ResolveSnapshotRef(repo::Repository& r, std::string_view ref
   return out;
 }
 
+Result<SnapshotForReading> OpenSnapshotForReading(const GlobalOptions& g, std::string_view spec) {
+  SnapshotForReading out;
+  FSB_ASSIGN_OR_RETURN(out.locked, OpenLockedRepository(g, false, true));
+  FSB_ASSIGN_OR_RETURN(out.ref, ResolveSnapshotRef(out.repo(), spec));
+  if (Status s = out.repo().LoadIndex(); !s.ok()) return s.WithContext("load index");
+  return out;
+}
+
 std::string HumanTime(const repo::Timestamp& t) {
   time_t local = static_cast<time_t>(t.sec + t.utc_offset_sec);
   struct tm tm;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "cli/global.h"
 #include "repo/node.h"
 #include "repo/repository.h"
 
@@ -28,6 +29,15 @@ struct SnapshotRef {
 };
 // Resolves "ID[:SUBPATH]" (ID: full, unique prefix or "latest") and loads the snapshot.
 Result<SnapshotRef> ResolveSnapshotRef(repo::Repository& r, std::string_view ref);
+
+// What ls and restore start from: the repository opened with a shared lock (or none with
+// --no-lock), the snapshot "ID[:SUBPATH]" resolved and loaded, the index loaded.
+struct SnapshotForReading {
+  LockedRepository locked;
+  SnapshotRef ref;
+  repo::Repository& repo() { return *locked.repo; }
+};
+Result<SnapshotForReading> OpenSnapshotForReading(const GlobalOptions& g, std::string_view spec);
 
 // "2006-01-02 15:04:05" in the snapshot's zone.
 std::string HumanTime(const repo::Timestamp& t);
