@@ -412,16 +412,13 @@ Result<uint64_t> S3Backend::Size(const Handle& h) {
   return size;
 }
 
-Status S3Backend::List(FileType type, const std::function<Status(const FileInfo&)>& fn) {
-  if (type == FileType::kConfig) return Status::Ok();  // "config" is never a 64-hex name
-  const std::string prefix =
-      (config_.prefix.empty() ? std::string() : config_.prefix + "/") + std::string(TypeDir(type));
+Status S3Backend::ListPages(const std::string& prefix, bool delimited,
+                            const std::function<Status(std::string_view contents)>& each) {
   std::string token;
   for (int page = 1;; page++) {
     Call c("list", prefix, "GET", "");
     c.query = {{"list-type", "2"}, {"prefix", prefix}};
-    // restic lists data/ recursively (data/00/ ... data/ff/) and the others one level deep.
-    if (type != FileType::kPack) c.query.emplace_back("delimiter", "/");
+    if (delimited) c.query.emplace_back("delimiter", "/");
     if (!token.empty()) c.query.emplace_back("continuation-token", token);
     FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
     if (resp.status != 200) return ErrorFor(c, resp);
@@ -431,17 +428,7 @@ Status S3Backend::List(FileType type, const std::function<Status(const FileInfo&
           fmt::format("list {}: page {}: not a ListObjectsV2 response", prefix, page));
     }
     for (std::string_view contents : Elements(xml, "Contents")) {
-      const std::string key = Element(contents, "Key");
-      const std::string size_text = Element(contents, "Size");
-      const size_t slash = key.rfind('/');
-      const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
-      if (!IsId(name)) continue;  // temp files, directory markers, foreign objects
-      uint64_t size = 0;
-      if (std::from_chars(size_text.data(), size_text.data() + size_text.size(), size).ec !=
-          std::errc()) {
-        return Status::Unavailable(fmt::format("list {}: bad <Size> for {}", prefix, key));
-      }
-      FSB_RETURN_IF_ERROR(fn(FileInfo{.name = name, .size = size}));
+      FSB_RETURN_IF_ERROR(each(contents));
     }
     if (Element(xml, "IsTruncated") != "true") return Status::Ok();
     std::string next = Element(xml, "NextContinuationToken");
@@ -451,6 +438,26 @@ Status S3Backend::List(FileType type, const std::function<Status(const FileInfo&
     }
     token = std::move(next);
   }
+}
+
+Status S3Backend::List(FileType type, const std::function<Status(const FileInfo&)>& fn) {
+  if (type == FileType::kConfig) return Status::Ok();  // "config" is never a 64-hex name
+  const std::string prefix =
+      (config_.prefix.empty() ? std::string() : config_.prefix + "/") + std::string(TypeDir(type));
+  // restic lists data/ recursively (data/00/ ... data/ff/) and the others one level deep.
+  return ListPages(prefix, type != FileType::kPack, [&](std::string_view contents) {
+    const std::string key = Element(contents, "Key");
+    const std::string size_text = Element(contents, "Size");
+    const size_t slash = key.rfind('/');
+    const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+    if (!IsId(name)) return Status::Ok();  // temp files, directory markers, foreign objects
+    uint64_t size = 0;
+    if (std::from_chars(size_text.data(), size_text.data() + size_text.size(), size).ec !=
+        std::errc()) {
+      return Status::Unavailable(fmt::format("list {}: bad <Size> for {}", prefix, key));
+    }
+    return fn(FileInfo{.name = name, .size = size});
+  });
 }
 
 Status S3Backend::Remove(const Handle& h) {
@@ -529,32 +536,11 @@ Result<Bytes> S3Backend::GetObject(std::string_view key) {
 Status S3Backend::ListObjects(std::string_view key_prefix,
                               const std::function<Status(const std::string& key)>& fn) {
   const std::string base = config_.prefix.empty() ? std::string() : config_.prefix + "/";
-  const std::string prefix = base + std::string(key_prefix);
-  std::string token;
-  for (int page = 1;; page++) {
-    Call c("list", prefix, "GET", "");
-    c.query = {{"list-type", "2"}, {"prefix", prefix}};
-    if (!token.empty()) c.query.emplace_back("continuation-token", token);
-    FSB_ASSIGN_OR_RETURN(HttpResponse resp, Execute(c));
-    if (resp.status != 200) return ErrorFor(c, resp);
-    const std::string_view xml = AsString(resp.body);
-    if (xml.find("<ListBucketResult") == std::string_view::npos) {
-      return Status::Unavailable(
-          fmt::format("list {}: page {}: not a ListObjectsV2 response", prefix, page));
-    }
-    for (std::string_view contents : Elements(xml, "Contents")) {
-      const std::string key = Element(contents, "Key");
-      if (!key.starts_with(base)) continue;
-      FSB_RETURN_IF_ERROR(fn(key.substr(base.size())));
-    }
-    if (Element(xml, "IsTruncated") != "true") return Status::Ok();
-    std::string next = Element(xml, "NextContinuationToken");
-    if (next.empty() || next == token) {
-      return Status::FailedPrecondition(fmt::format(
-          "list {}: page {} is truncated but has no new continuation token", prefix, page));
-    }
-    token = std::move(next);
-  }
+  return ListPages(base + std::string(key_prefix), false, [&](std::string_view contents) {
+    const std::string key = Element(contents, "Key");
+    if (!key.starts_with(base)) return Status::Ok();
+    return fn(key.substr(base.size()));
+  });
 }
 
 }  // namespace fsb::repo

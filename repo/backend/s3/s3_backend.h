@@ -77,6 +77,11 @@ class S3Backend : public Backend {
   Result<HttpResponse> Execute(const Call& call);
   // The error Status for a non-2xx response to `call`.
   Status ErrorFor(const Call& call, const HttpResponse& resp) const;
+  // ListObjectsV2 of the full key `prefix` (one level deep with `delimited`), page after page
+  // (continuation tokens followed, a truncated page without a new one refused): `each` gets every
+  // <Contents> element of the XML.
+  Status ListPages(const std::string& prefix, bool delimited,
+                   const std::function<Status(std::string_view contents)>& each);
   // Path and host for `key` ("" = the bucket itself).
   std::string Path(std::string_view key) const;
   std::string Host() const;
