@@ -132,6 +132,11 @@ struct FileJob {
   // (ext4 holds its i_rwsem for the whole copy, and the waiter spins: ~5-7 % of the CPU of a
   // big-file restore); a worker that finds the flag set goes on decoding and writes later.
   std::atomic_flag writing;
+
+  // Sets `writing`, waiting while another worker holds it; WritePiece clears it.
+  void WaitToWrite() {
+    while (writing.test_and_set(std::memory_order_acquire)) writing.wait(true);
+  }
 };
 
 struct Piece {
@@ -612,13 +617,13 @@ void Restore::WritePack(Worker& w, Batch& b, const Id& pack, std::vector<Piece>&
         deferred.emplace_back(&p, plain);
         continue;
       }
-      while (job.writing.test_and_set(std::memory_order_acquire)) job.writing.wait(true);
+      job.WaitToWrite();
     }
     WritePiece(w, b, p, plain);
   }
   for (auto [p, view] : deferred) {
     FileJob& job = *b.jobs[p->job];
-    while (job.writing.test_and_set(std::memory_order_acquire)) job.writing.wait(true);
+    job.WaitToWrite();
     WritePiece(w, b, *p, view);
   }
   // Files with pieces in other packs: whoever writes their last piece finishes them.
